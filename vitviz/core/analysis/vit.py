@@ -1,0 +1,132 @@
+"""The result of analysing one image with a ViT: attention per layer and the views derived from it.
+
+Plain numpy, no torch: the GUI, the CLI and scripts read this object.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+from ..geometry import TokenGrid
+from .heads import fuse_heads
+from .rollout import rollout_matrix
+
+Query = Union[str, Sequence[int]]  # "cls" or (row, col)
+Head = Union[int, str]  # head index or "mean" | "max" | "min"
+
+
+@dataclass
+class Prediction:
+    index: int
+    label: str
+    probability: float
+
+
+@dataclass
+class ViTAnalysis:
+    family = "vit"
+
+    image: Image.Image  # the original image, RGB
+    grid: TokenGrid
+    model_name: str
+    weights: str
+    trained: bool
+    device: str
+    model_input: np.ndarray  # (3, H, W) float32: exactly what the model saw (normalised)
+    attn: np.ndarray  # (layers, heads, N, N), rows = queries; float16 unless asked otherwise
+    logits: np.ndarray | None  # (classes,) or None for a headless checkpoint
+    class_names: list[str] | None
+    num_prefix_tokens: int = 1  # class token (+ distillation / register tokens) before the patches
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: "forward", "total", ...
+    input_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    _rollout_cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def num_layers(self) -> int:
+        return self.attn.shape[0]
+
+    @property
+    def num_heads(self) -> int:
+        return self.attn.shape[1]
+
+    @property
+    def num_tokens(self) -> int:
+        return self.attn.shape[-1]
+
+    def attention(self, layer: int) -> np.ndarray:
+        """Layer `layer`'s attention, float32 [heads, N, N]; N counts the class token at index 0."""
+        return self.attn[self._layer(layer)].astype(np.float32)
+
+    def token_index(self, query: Query) -> int:
+        """Index into N of "cls" or a (row, col) patch."""
+        if isinstance(query, str):
+            if query.lower() != "cls":
+                raise ValueError(f"query must be 'cls' or (row, col), not {query!r}")
+            return 0
+        row, col = (int(q) for q in query)
+        if not (0 <= row < self.grid.rows and 0 <= col < self.grid.cols):
+            raise IndexError(f"patch ({row}, {col}) outside the {self.grid.rows}x{self.grid.cols} grid")
+        return self.num_prefix_tokens + self.grid.index(row, col)
+
+    def _patch_values(self, vector: np.ndarray) -> np.ndarray:
+        """(..., N) -> (..., rows, cols): drop the prefix tokens, lay the patches out row-major."""
+        p = self.num_prefix_tokens
+        return vector[..., p:].reshape(*vector.shape[:-1], self.grid.rows, self.grid.cols)
+
+    def attention_map(self, layer: int, head: Head, query: Query = "cls",
+                      direction: str = "from") -> np.ndarray:
+        """[rows, cols] float32. direction "from": where the query looks (its row);
+        "to": how much every patch looks at the query (its column)."""
+        q = self.token_index(query)
+        a = self.attn[self._layer(layer)]  # (heads, N, N)
+        vec = a[:, q, :] if direction == "from" else a[:, :, q]  # (heads, N)
+        return self._patch_values(fuse_heads(vec, head, axis=0).astype(np.float32))
+
+    def head_maps(self, query: Query = "cls", direction: str = "from") -> np.ndarray:
+        """Every head of every layer for one query: (layers, heads, rows, cols) float32."""
+        q = self.token_index(query)
+        vec = self.attn[:, :, q, :] if direction == "from" else self.attn[:, :, :, q]
+        return self._patch_values(vec.astype(np.float32))
+
+    def rollout_matrix(self, head_fusion: str = "mean", discard_ratio: float = 0.0) -> np.ndarray:
+        key = (head_fusion, round(float(discard_ratio), 6))
+        if key not in self._rollout_cache:
+            self._rollout_cache[key] = rollout_matrix(self.attn, head_fusion, discard_ratio)
+        return self._rollout_cache[key]
+
+    def rollout(self, head_fusion: str = "mean", discard_ratio: float = 0.0,
+                query: Query = "cls") -> np.ndarray:
+        """Attention rollout for `query` as [rows, cols] float32 (cached per fusion and ratio, so a
+        new query costs one row lookup)."""
+        r = self.rollout_matrix(head_fusion, discard_ratio)
+        return self._patch_values(r[self.token_index(query)]).astype(np.float32)
+
+    def probabilities(self) -> np.ndarray | None:
+        if self.logits is None:
+            return None
+        z = self.logits.astype(np.float64) - self.logits.max()
+        e = np.exp(z)
+        return e / e.sum()
+
+    def top_predictions(self, k: int = 5) -> list[Prediction]:
+        p = self.probabilities()
+        if p is None:
+            return []
+        order = np.argsort(-p, kind="stable")[:k]
+        names = self.class_names or []
+        return [Prediction(int(i), names[i] if i < len(names) else f"class {i}", float(p[i])) for i in order]
+
+    def input_image(self) -> np.ndarray:
+        """The model input de-normalised to (H, W, 3) uint8: "what the model sees"."""
+        x = self.model_input * np.asarray(self.input_std)[:, None, None] + np.asarray(self.input_mean)[:, None, None]
+        return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
+
+    def _layer(self, layer: int) -> int:
+        if not -self.num_layers <= layer < self.num_layers:
+            raise IndexError(f"layer {layer} out of range (model has {self.num_layers})")
+        return layer

@@ -1,0 +1,58 @@
+"""analyze(): the one entry point to the analysis pipeline, for scripts, the CLI, the GUI worker,
+the benchmark and the tests alike."""
+from __future__ import annotations
+
+import os
+from importlib import import_module
+
+import numpy as np
+
+from .image import ImageSource, load_image
+from .models.registry import ModelSpec
+
+# family -> module whose run(loaded, image, attention_dtype) captures and returns the analysis
+_RUNNERS = {
+    "vit": "vitviz.core.capture.vit",
+    "swin": "vitviz.core.capture.swin",
+    "detr": "vitviz.core.capture.detr_run",
+}
+
+DEFAULT_MODEL = "vit_b_16"
+
+_model_cache: dict = {}
+
+
+def get_model(model: str | ModelSpec = DEFAULT_MODEL, weights: str | os.PathLike | None = "pretrained",
+              device: str | None = "cpu", *, cache: bool = True):
+    """Load (or reuse) a model: a LoadedModel. The last model used stays loaded for the next call."""
+    from .models.loading import load_model, resolve_device
+
+    name = model.name if isinstance(model, ModelSpec) else model
+    key = (name, str(weights), resolve_device(device))
+    if cache and key in _model_cache:
+        return _model_cache[key]
+    loaded = load_model(model, weights, device)
+    if cache:
+        _model_cache.clear()  # one model resident: they are hundreds of MB each
+        _model_cache[key] = loaded
+    return loaded
+
+
+def analyze(image: ImageSource, model=None, weights: str | os.PathLike | None = None,
+            device: str | None = "cpu", attention_dtype: str = "float16"):
+    """Run `model` on `image` with attention capture.
+
+    image: a path, bytes or PIL image. model: a registry name, or a LoadedModel from get_model().
+    weights: "pretrained" (torch hub cache; random weights with a note if absent), "random", or a
+    checkpoint path. attention_dtype: "float16" (default, half the memory) or "float32".
+    Returns ViTAnalysis, SwinAnalysis or DetrAnalysis depending on the model's family."""
+    from .models.loading import LoadedModel
+
+    img = load_image(image)
+    if isinstance(model, LoadedModel):
+        loaded = model
+    else:
+        loaded = get_model(model or DEFAULT_MODEL, weights, device)
+    dtype = {"float16": np.float16, "float32": np.float32}[str(attention_dtype)]
+    runner = import_module(_RUNNERS[loaded.spec.family])
+    return runner.run(loaded, img, dtype)

@@ -1,0 +1,95 @@
+"""Loading user images with Pillow into plain RGB, with errors that name the file and the reason."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Union
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageSource = Union[str, os.PathLike, bytes, Image.Image]
+
+# Pillow's own decompression-bomb guard stays on; we only turn its warning into an error.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 178_956_970
+
+
+class ImageLoadError(ValueError):
+    """The image could not be opened; the message says which file and why."""
+
+    def __init__(self, source: str, reason: str):
+        self.source = source
+        self.reason = reason
+        super().__init__(f"Cannot open image {source!r}: {reason}")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any mode Pillow can decode -> RGB. Transparency is composited over white (a slide background)."""
+    if img.mode == "RGB":
+        return img
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit / float greyscale: stretch the real range to 8 bits instead of clipping to white.
+        import numpy as np
+
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
+    """Open `source` (path, bytes or a PIL image) as an RGB image with EXIF orientation applied.
+
+    Animated files give their first frame. Raises ImageLoadError for anything that is not a
+    readable image (missing, a directory, empty, truncated, not an image, too large).
+    """
+    if isinstance(source, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(source) or source)
+    label = name or (str(source) if not isinstance(source, bytes) else "<clipboard data>")
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageLoadError(label, "the data is empty")
+        fp = io.BytesIO(source)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ImageLoadError(label, "no such file")
+        if path.is_dir():
+            raise ImageLoadError(label, "it is a folder, not an image file")
+        try:
+            if path.stat().st_size == 0:
+                raise ImageLoadError(label, "the file is empty")
+            fp = open(path, "rb")
+        except PermissionError:
+            raise ImageLoadError(label, "permission denied") from None
+        except OSError as exc:
+            raise ImageLoadError(label, exc.strerror or str(exc)) from None
+    try:
+        with Image.open(fp) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageLoadError(
+                    label, f"it is too large ({img.width}x{img.height} pixels, limit {MAX_PIXELS:,})"
+                )
+            img.seek(0)  # first frame of animated GIF/PNG/WebP
+            img.load()
+            out = ImageOps.exif_transpose(img) or img
+            return _to_rgb(out.copy())
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(label, "it is not an image Pillow can read") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(label, f"it is too large ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Pillow reports truncated data as OSError("image file is truncated ...").
+        raise ImageLoadError(label, f"the file is damaged or truncated ({exc})") from None
+    finally:
+        if not isinstance(source, bytes):
+            fp.close()

@@ -1,0 +1,106 @@
+"""The built-in models: what each is, how its input is prepared, where its weights live.
+
+Plain data, no torch: the GUI lists these before torch has been imported.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes the model's input. kind: "center_crop" (torchvision ImageClassification),
+    "resize" (fixed size, aspect not kept) or "resize_short" (DETR: shorter side, no crop)."""
+
+    kind: str
+    size: int  # crop size, square size, or the shorter side
+    resize: int = 0  # center_crop only: shorter side before the crop
+    max_size: int | None = None  # resize_short only
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # "vit" | "swin" | "detr"
+    label: str
+    builder: str  # torchvision builder name, or a vitviz builder key
+    preprocess: Preprocess
+    weights: str | None = None  # torchvision weights enum member, e.g. "ViT_B_16_Weights.IMAGENET1K_V1"
+    # the same architecture at another input size (vit_h_14's SWAG weights are trained at 518)
+    pretrained_preprocess: Preprocess | None = None
+    builder_kwargs: dict = field(default_factory=dict)
+    classes: str = "imagenet"  # which class-name list the logits index
+    group: str = ""  # heading in the model picker
+    bundled: str | None = None  # trained weights shipped in resources/ (path inside it): the demo models
+
+
+_IMAGENET = Preprocess("center_crop", 224, resize=256)
+
+
+def _vit(name: str, label: str, weights: str, pre: Preprocess = _IMAGENET,
+         pretrained_pre: Preprocess | None = None, **kw) -> ModelSpec:
+    return ModelSpec(name, "vit", label, name, pre, weights, pretrained_pre, kw, group="ViT (ImageNet)")
+
+
+def _swin(name: str, label: str, weights: str, pre: Preprocess) -> ModelSpec:
+    return ModelSpec(name, "swin", label, name, pre, weights, group="Swin (ImageNet)")
+
+
+_SPECS: list[ModelSpec] = [
+    _vit("vit_b_16", "ViT-B/16", "ViT_B_16_Weights.IMAGENET1K_V1"),
+    _vit("vit_b_32", "ViT-B/32", "ViT_B_32_Weights.IMAGENET1K_V1"),
+    _vit("vit_l_16", "ViT-L/16", "ViT_L_16_Weights.IMAGENET1K_V1", Preprocess("center_crop", 224, resize=242)),
+    _vit("vit_l_32", "ViT-L/32", "ViT_L_32_Weights.IMAGENET1K_V1"),
+    _vit("vit_h_14", "ViT-H/14", "ViT_H_14_Weights.IMAGENET1K_SWAG_E2E_V1",
+         pretrained_pre=Preprocess("center_crop", 518, resize=518)),
+    _swin("swin_t", "Swin-T", "Swin_T_Weights.IMAGENET1K_V1", Preprocess("center_crop", 224, resize=232)),
+    _swin("swin_s", "Swin-S", "Swin_S_Weights.IMAGENET1K_V1", Preprocess("center_crop", 224, resize=246)),
+    _swin("swin_b", "Swin-B", "Swin_B_Weights.IMAGENET1K_V1", Preprocess("center_crop", 224, resize=238)),
+    _swin("swin_v2_t", "Swin-V2-T", "Swin_V2_T_Weights.IMAGENET1K_V1", Preprocess("center_crop", 256, resize=260)),
+    _swin("swin_v2_s", "Swin-V2-S", "Swin_V2_S_Weights.IMAGENET1K_V1", Preprocess("center_crop", 256, resize=260)),
+    _swin("swin_v2_b", "Swin-V2-B", "Swin_V2_B_Weights.IMAGENET1K_V1", Preprocess("center_crop", 256, resize=272)),
+]
+
+_BY_NAME = {s.name: s for s in _SPECS}
+
+
+def register(spec: ModelSpec) -> None:
+    """Add a model family's specs (DETR, the demo models) to the registry."""
+    _BY_NAME[spec.name] = spec
+    if spec not in _SPECS:
+        _SPECS.append(spec)
+
+
+def get_spec(name: str) -> ModelSpec:
+    _ensure_extensions()
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        known = ", ".join(sorted(_BY_NAME))
+        raise KeyError(f"Unknown model {name!r}. Known models: {known}") from None
+
+
+def all_specs() -> list[ModelSpec]:
+    _ensure_extensions()
+    return list(_SPECS)
+
+
+_EXTENSIONS_LOADED = False
+
+
+def _ensure_extensions() -> None:
+    """Import the modules that register further specs (kept torch-free so listing stays cheap)."""
+    global _EXTENSIONS_LOADED
+    if _EXTENSIONS_LOADED:
+        return
+    _EXTENSIONS_LOADED = True
+    import importlib
+
+    for mod in ("vitviz.core.models.detr_specs", "vitviz.core.models.demo_specs"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
