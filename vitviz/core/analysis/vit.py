@@ -12,17 +12,11 @@ from PIL import Image
 
 from ..geometry import TokenGrid
 from .heads import fuse_heads
+from .predictions import Prediction, softmax, top_predictions
 from .rollout import rollout_matrix
 
 Query = Union[str, Sequence[int]]  # "cls" or (row, col)
 Head = Union[int, str]  # head index or "mean" | "max" | "min"
-
-
-@dataclass
-class Prediction:
-    index: int
-    label: str
-    probability: float
 
 
 @dataclass
@@ -107,19 +101,10 @@ class ViTAnalysis:
         return self._patch_values(r[self.token_index(query)]).astype(np.float32)
 
     def probabilities(self) -> np.ndarray | None:
-        if self.logits is None:
-            return None
-        z = self.logits.astype(np.float64) - self.logits.max()
-        e = np.exp(z)
-        return e / e.sum()
+        return None if self.logits is None else softmax(self.logits)
 
     def top_predictions(self, k: int = 5) -> list[Prediction]:
-        p = self.probabilities()
-        if p is None:
-            return []
-        order = np.argsort(-p, kind="stable")[:k]
-        names = self.class_names or []
-        return [Prediction(int(i), names[i] if i < len(names) else f"class {i}", float(p[i])) for i in order]
+        return top_predictions(self.logits, self.class_names, k)
 
     def input_image(self) -> np.ndarray:
         """The model input de-normalised to (H, W, 3) uint8: "what the model sees"."""
