@@ -1,0 +1,1 @@
+"""Offline demo data: procedural scenes for training the bundled small models."""
