@@ -89,8 +89,9 @@ class DetrAttentionStore:
         self._filled[group].add(layer)
 
     def complete(self) -> bool:
-        return all(getattr(self, g) is not None and len(self._filled.get(g, ())) == len(getattr(self, g))
-                   for g in ("enc_attn", "dec_self", "dec_cross"))
+        groups = ("enc_attn", "dec_self", "dec_cross")
+        return all(getattr(self, g) is not None
+                   and len(self._filled.get(g, ())) == len(getattr(self, g)) for g in groups)
 
 
 def attention_modules(model: nn.Module) -> dict[str, list[nn.MultiheadAttention]]:
@@ -177,7 +178,8 @@ def run_detr_with_capture(model: nn.Module, tensor: Tensor, mask: Tensor | None 
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), capture_detr_attention(model, attn_dtype) as store:
+        # no_grad, not inference_mode: tensors seen by other hooks stay usable with autograd
+        with torch.no_grad(), capture_detr_attention(model, attn_dtype) as store:
             out = model(tensor, mask, return_aux=True)
     finally:
         model.train(was_training)

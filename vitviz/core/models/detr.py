@@ -100,7 +100,8 @@ def detr_preset(name: str) -> DetrConfig:
     try:
         return DETR_PRESETS[name]
     except KeyError:
-        raise KeyError(f"unknown DETR preset {name!r}; choose one of {sorted(DETR_PRESETS)}") from None
+        raise KeyError(f"unknown DETR preset {name!r}; "
+                       f"choose one of {sorted(DETR_PRESETS)}") from None
 
 
 # --------------------------------------------------------------------------- backbone

@@ -70,8 +70,8 @@ def load_detr_state_dict(model: nn.Module, state: Mapping) -> None:
         if unexpected:
             parts.append(_listing("unexpected keys", unexpected))
         if mismatched:
-            parts.append(_listing("shape mismatches", [f"{k} checkpoint {tuple(a)} vs model {tuple(b)}"
-                                                       for k, a, b in mismatched]))
+            shapes = [f"{k} checkpoint {a} vs model {b}" for k, a, b in mismatched]
+            parts.append(_listing("shape mismatches", shapes))
         raise CheckpointError("checkpoint does not fit this DETR model: " + "; ".join(parts),
                               missing, unexpected, mismatched)
     try:

@@ -42,10 +42,13 @@ class PreprocessedImage(NamedTuple):
     orig_hw: tuple[int, int]  # (H_in, W_in): size of the image given to detr_preprocess
 
 
-def detr_resize_hw(w: int, h: int, short: int = 800, max_size: int | None = 1333) -> tuple[int, int]:
+def detr_resize_hw(w: int, h: int, short: int = 800,
+                   max_size: int | None = 1333) -> tuple[int, int]:
     """(height, width) DETR resizes a w x h image to: the short side becomes `short` unless that
     would push the long side past `max_size`, in which case the short side shrinks so the long
-    side is about `max_size`. Integer rounding is DETR's (floor for the long side)."""
+    side is about `max_size`. Integer rounding is DETR's (round the short side, floor the long
+    one), so for extreme aspect ratios the long side can land a few pixels past `max_size`
+    (8:1 gives 1336), exactly as the official models were evaluated."""
     if max_size is not None:
         lo, hi = float(min(w, h)), float(max(w, h))
         if hi / lo * short > max_size:
@@ -57,7 +60,8 @@ def detr_resize_hw(w: int, h: int, short: int = 800, max_size: int | None = 1333
     return short, int(short * w / h)
 
 
-def detr_preprocess(image: Image.Image, short: int = 800, max_size: int = 1333) -> PreprocessedImage:
+def detr_preprocess(image: Image.Image, short: int = 800,
+                    max_size: int = 1333) -> PreprocessedImage:
     """PIL image -> DETR input, resized as DETR's eval transform (RandomResize([800], 1333))."""
     image = image.convert("RGB")
     w, h = image.size
@@ -68,11 +72,13 @@ def detr_preprocess(image: Image.Image, short: int = 800, max_size: int = 1333) 
     return PreprocessedImage(tensor, (ow / w, oh / h), (h, w))
 
 
-def pad_images(images: Sequence[torch.Tensor], multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_images(images: Sequence[torch.Tensor],
+               multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack (3, H_i, W_i) images into one zero-padded batch, padding bottom/right only, to the
     largest size rounded up to `multiple`. Returns (n, 3, H, W) and mask (n, H, W), True = pad."""
     if not images:
         raise ValueError("no images to pad")
+
     def up(x: int) -> int:
         return -(-x // multiple) * multiple
 
