@@ -1,0 +1,1 @@
+"""Headless subcommands of the vitviz command line."""

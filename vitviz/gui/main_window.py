@@ -1,0 +1,371 @@
+"""The main window: menus, model picker, the family workspace (ViT / Swin / DETR), status bar."""
+from __future__ import annotations
+
+import io
+import os
+from importlib import import_module
+from pathlib import Path
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ..core.image import ImageLoadError, load_image
+from ..core.models.registry import all_specs, get_spec
+from .views.controls import DisplayControls
+from .worker import AnalysisRunner
+
+# family -> "module:Panel". Panels share one interface (see ViTPanel): set_analysis, step_layer,
+# step_head, toggle_cls, toggle_direction, view_settings, statusMessage.
+PANELS = {
+    "vit": "vitviz.gui.views.vit_panel:ViTPanel",
+    "swin": "vitviz.gui.views.swin_panel:SwinPanel",
+    "detr": "vitviz.gui.views.detr_panel:DetrPanel",
+}
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
+
+
+def default_model() -> str:
+    from ..core.api import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    analysisShown = QtCore.Signal(object)  # after a new result is on screen (tests, benchmark)
+
+    def __init__(self, model: str | None = None, weights: str | None = None, device: str = "cpu",
+                 settings: QtCore.QSettings | None = None):
+        super().__init__()
+        self.setWindowTitle("vitviz")
+        self.setAcceptDrops(True)
+        self.settings = settings or QtCore.QSettings("vitviz", "vitviz")
+        self.model = model or str(self.settings.value("model/name", default_model()))
+        try:
+            get_spec(self.model)
+        except KeyError:
+            self.model = default_model()
+        self.weights = weights or str(self.settings.value("model/weights", "pretrained"))
+        self.device = device
+        self.image = None
+        self.image_name = ""
+        self.image_path: str | None = None
+        self.image_list: list[str] = []
+        self.analysis = None
+        self.display = DisplayControls(self.settings)
+        self.panels: dict[str, QtWidgets.QWidget] = {}
+        self.runner = AnalysisRunner(self)
+        self.runner.resultReady.connect(self._on_result)
+        self.runner.errorRaised.connect(self._on_error)
+        self.runner.busyChanged.connect(self._on_busy)
+
+        self.banner = QtWidgets.QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("background:#fff3cd; color:#664d03; padding:6px; font-weight:bold;")
+        self.banner.setVisible(False)
+        self.stack = QtWidgets.QStackedWidget()
+        self.placeholder = QtWidgets.QLabel("Open an image (Ctrl+O), drop one here, or paste one (Ctrl+V).")
+        self.placeholder.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.stack.addWidget(self.placeholder)
+        central = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+        self._build_toolbar()
+        self._build_menus()
+        self._build_status()
+        geom = self.settings.value("window/geometry")
+        if geom is not None:
+            self.restoreGeometry(geom)
+        else:
+            self.resize(1400, 860)
+
+    # -- construction --------------------------------------------------------------------------
+    def _build_toolbar(self) -> None:
+        tb = self.addToolBar("Main")
+        tb.setObjectName("main-toolbar")
+        tb.setMovable(False)
+        open_act = tb.addAction("Open…")
+        open_act.triggered.connect(self.open_dialog)
+        tb.addSeparator()
+        tb.addWidget(QtWidgets.QLabel(" Model "))
+        self.model_combo = QtWidgets.QComboBox()
+        self.model_combo.setMinimumWidth(200)
+        group = None
+        for spec in all_specs():
+            if spec.group.startswith("Test"):
+                continue
+            if spec.group != group:
+                group = spec.group
+                self.model_combo.addItem(f"— {group} —")
+                item = self.model_combo.model().item(self.model_combo.count() - 1)
+                item.setEnabled(False)
+            self.model_combo.addItem(spec.label, spec.name)
+        idx = self.model_combo.findData(self.model)
+        self.model_combo.setCurrentIndex(max(idx, 0))
+        self.model_combo.activated.connect(self._on_model_combo)
+        tb.addWidget(self.model_combo)
+        tb.addWidget(QtWidgets.QLabel(" Weights "))
+        self.weights_combo = QtWidgets.QComboBox()
+        self.weights_combo.addItem("pretrained", "pretrained")
+        self.weights_combo.addItem("random (untrained)", "random")
+        if self.weights not in ("pretrained", "random"):
+            self.weights_combo.addItem(os.path.basename(self.weights), self.weights)
+        self.weights_combo.setCurrentIndex(self.weights_combo.findData(self.weights))
+        self.weights_combo.activated.connect(self._on_weights_combo)
+        tb.addWidget(self.weights_combo)
+
+    def _build_menus(self) -> None:
+        m = self.menuBar().addMenu("&File")
+        self._action(m, "&Open image…", self.open_dialog, QtGui.QKeySequence.StandardKey.Open)
+        self._action(m, "&Paste image", self.paste_image, QtGui.QKeySequence.StandardKey.Paste)
+        samples = m.addMenu("Open &sample")
+        from ..core.resources import sample_images
+
+        for p in sample_images():
+            self._action(samples, p.stem, lambda _=False, p=p: self.open_path(str(p)))
+        self._action(m, "Next image", lambda: self.step_image(1), "Alt+Right")
+        self._action(m, "Previous image", lambda: self.step_image(-1), "Alt+Left")
+        self._action(m, "Open &checkpoint…", self.open_checkpoint_dialog)
+        m.addSeparator()
+        self._action(m, "&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+        v = self.menuBar().addMenu("&View")
+        self._action(v, "Next layer", lambda: self._panel_call("step_layer", 1), "PgDown")
+        self._action(v, "Previous layer", lambda: self._panel_call("step_layer", -1), "PgUp")
+        self._action(v, "Next head", lambda: self._panel_call("step_head", 1), "]")
+        self._action(v, "Previous head", lambda: self._panel_call("step_head", -1), "[")
+        self._action(v, "Toggle CLS query", lambda: self._panel_call("toggle_cls"), "C")
+        self._action(v, "Toggle direction", lambda: self._panel_call("toggle_direction"), "D")
+        self._action(v, "Toggle token grid", self.display.grid_check.toggle, "G")
+        h = self.menuBar().addMenu("&Help")
+        self._action(h, "Keyboard shortcuts", self.show_shortcuts, QtGui.QKeySequence.StandardKey.HelpContents)
+        self._action(h, "About vitviz", self.show_about)
+
+    def _action(self, menu, text, slot, shortcut=None):
+        act = QtGui.QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QtGui.QKeySequence(shortcut))
+        act.triggered.connect(slot)
+        menu.addAction(act)
+        self.addAction(act)  # shortcuts work even when the menu bar is hidden
+        return act
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setRange(0, 0)  # busy indicator
+        self.progress.setMaximumWidth(160)
+        self.progress.setVisible(False)
+        self.busy_label = QtWidgets.QLabel()
+        self.info_label = QtWidgets.QLabel()
+        sb.addWidget(self.busy_label)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.info_label)
+        self._update_info()
+
+    # -- opening images ------------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        start = str(self.settings.value("paths/last_dir", str(Path.home())))
+        paths, _ = QtWidgets.QFileDialog.getOpenFileNames(self, "Open image", start, IMAGE_FILTER)
+        if paths:
+            self.set_image_list(paths)
+
+    def set_image_list(self, paths: list[str]) -> bool:
+        """Open the first of `paths`; the rest can be stepped through (Alt+Left/Right)."""
+        self.image_list = list(paths)
+        return self.open_path(paths[0]) if paths else False
+
+    def step_image(self, delta: int) -> None:
+        if not self.image_list or self.image_path not in self.image_list:
+            return
+        i = (self.image_list.index(self.image_path) + delta) % len(self.image_list)
+        self.open_path(self.image_list[i])
+
+    def open_path(self, path: str) -> bool:
+        """Load and show an image file. On failure: a dialog; what was open stays."""
+        try:
+            img = load_image(path)
+        except ImageLoadError as exc:
+            self._error_dialog("Cannot open image", str(exc))
+            return False
+        self.settings.setValue("paths/last_dir", str(Path(path).parent))
+        self.image_path = path
+        self._set_image(img, os.path.basename(path))
+        return True
+
+    def open_bytes(self, data: bytes, name: str = "pasted image") -> bool:
+        try:
+            img = load_image(data, name=name)
+        except ImageLoadError as exc:
+            self._error_dialog("Cannot open image", str(exc))
+            return False
+        self.image_path = None
+        self._set_image(img, name)
+        return True
+
+    def paste_image(self) -> None:
+        cb = QtWidgets.QApplication.clipboard()
+        mime = cb.mimeData()
+        if mime is not None and mime.hasUrls():
+            files = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+            if files:
+                self.set_image_list(files)
+                return
+        qimg = cb.image()
+        if qimg.isNull():
+            self.statusBar().showMessage("The clipboard holds no image.", 5000)
+            return
+        buf = QtCore.QBuffer()
+        buf.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
+        qimg.save(buf, "PNG")
+        self.open_bytes(bytes(buf.data()), "pasted image")
+
+    def _set_image(self, img, name: str) -> None:
+        self.image, self.image_name = img, name
+        self.setWindowTitle(f"{name} — vitviz")
+        self.run()
+
+    # -- models --------------------------------------------------------------------------------
+    def set_model(self, name: str, weights: str | None = None) -> None:
+        self.model = name
+        if weights is not None:
+            self.weights = weights
+        self.settings.setValue("model/name", name)
+        if self.weights in ("pretrained", "random"):
+            self.settings.setValue("model/weights", self.weights)
+        idx = self.model_combo.findData(name)
+        if idx >= 0:
+            self.model_combo.setCurrentIndex(idx)
+        self._update_info()
+        self.run()
+
+    def _on_model_combo(self, index: int) -> None:
+        name = self.model_combo.itemData(index)
+        if name and name != self.model:
+            self.set_model(name)
+
+    def _on_weights_combo(self, index: int) -> None:
+        self.set_model(self.model, self.weights_combo.itemData(index))
+
+    def open_checkpoint_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open checkpoint", str(Path.home()), "Checkpoints (*.pth *.pt *.safetensors);;All files (*)")
+        if path:
+            if self.weights_combo.findData(path) < 0:
+                self.weights_combo.addItem(os.path.basename(path), path)
+            self.weights_combo.setCurrentIndex(self.weights_combo.findData(path))
+            self.set_model(self.model, path)
+
+    def run(self) -> int | None:
+        """(Re)analyse the current image with the current model, in the worker thread."""
+        if self.image is None:
+            return None
+        return self.runner.submit(self.image, self.image_name, self.model, self.weights, self.device)
+
+    # -- results -------------------------------------------------------------------------------
+    def panel_for(self, family: str):
+        if family not in self.panels:
+            module_name, cls = PANELS[family].split(":")
+            panel = getattr(import_module(module_name), cls)(self.display)
+            panel.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 6000))
+            self.panels[family] = panel
+            self.stack.addWidget(panel)
+        return self.panels[family]
+
+    @QtCore.Slot(object)
+    def _on_result(self, analysis) -> None:
+        panel = self.panel_for(analysis.family)
+        if self.display.parentWidget() is not panel.side_layout.parentWidget():
+            # one set of display controls, shown in the active panel's side column
+            panel.side_layout.insertWidget(panel.side_layout.count() - 1, self.display)
+        self.stack.setCurrentWidget(panel)
+        panel.set_analysis(analysis)
+        self.analysis = analysis
+        notes = list(getattr(analysis, "notes", []))
+        if not analysis.trained:
+            notes.insert(0, "Untrained (random) weights: the maps show how an untrained network mixes "
+                            "tokens, not what a trained model attends to.")
+        self.banner.setText("\n".join(dict.fromkeys(notes)))
+        self.banner.setVisible(bool(notes))
+        self._update_info(analysis)
+        self.analysisShown.emit(analysis)
+
+    @QtCore.Slot(str)
+    def _on_error(self, message: str) -> None:
+        self._error_dialog("Analysis failed", message + "\n\nThe previous result is still shown.")
+        if self.analysis is not None:  # the model that failed is not kept as the current one
+            self.model = self.analysis.model_name
+            idx = self.model_combo.findData(self.model)
+            if idx >= 0:
+                self.model_combo.setCurrentIndex(idx)
+        self._update_info(self.analysis)
+
+    @QtCore.Slot(bool, str)
+    def _on_busy(self, busy: bool, text: str) -> None:
+        self.progress.setVisible(busy)
+        self.busy_label.setText(text)
+
+    def _update_info(self, analysis=None) -> None:
+        if analysis is None:
+            self.info_label.setText(f"{self.model} · {self.weights_label()} · {self.device}")
+            return
+        t = analysis.timings.get("forward")
+        self.info_label.setText(
+            f"{analysis.model_name} · {analysis.weights} · {analysis.device}"
+            + (f" · inference {t * 1000:.0f} ms" if t is not None else ""))
+
+    def weights_label(self) -> str:
+        return self.weights if self.weights in ("pretrained", "random") else os.path.basename(self.weights)
+
+    def _panel_call(self, method: str, *args) -> None:
+        panel = self.stack.currentWidget()
+        fn = getattr(panel, method, None)
+        if fn is not None:
+            fn(*args)
+
+    # -- dialogs -------------------------------------------------------------------------------
+    def _error_dialog(self, title: str, text: str) -> None:
+        """Modal error, except under tests/offscreen automation where it goes to the status bar."""
+        self.last_error = text
+        self.statusBar().showMessage(text.splitlines()[0], 10000)
+        if os.environ.get("VITVIZ_NO_DIALOGS"):
+            return
+        QtWidgets.QMessageBox.warning(self, title, text)
+
+    def show_shortcuts(self) -> None:
+        QtWidgets.QMessageBox.information(self, "Keyboard shortcuts", (
+            "Click a patch: query it · Arrow keys: move the query\n"
+            "C: class token query · D: attention from / to the query\n"
+            "Page Up / Page Down: layer · [ and ]: head (or fused heads)\n"
+            "G: token grid · Ctrl+O: open · Ctrl+V: paste image · Alt+Left/Right: previous/next image\n"
+            "Mouse wheel: zoom (views are linked) · drag: pan"))
+
+    def show_about(self) -> None:
+        from .. import __version__
+
+        QtWidgets.QMessageBox.about(self, "About vitviz", f"vitviz {__version__}\nSee inside vision transformers.")
+
+    # -- drag and drop, close ------------------------------------------------------------------
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() or event.mimeData().hasImage():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        mime = event.mimeData()
+        files = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+        if files:
+            self.set_image_list(files)
+        elif mime.hasImage():
+            qimg = QtGui.QImage(mime.imageData())
+            buf = QtCore.QBuffer()
+            buf.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
+            qimg.save(buf, "PNG")
+            self.open_bytes(bytes(buf.data()), "dropped image")
+        event.acceptProposedAction()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.runner.shutdown()
+        super().closeEvent(event)

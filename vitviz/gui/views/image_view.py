@@ -1,0 +1,159 @@
+"""The image with an attention heatmap, the token grid and the selection drawn over it.
+
+Everything is placed in original-image pixel coordinates (y down), through the analysis' TokenGrid,
+so linked views and exports agree with the core geometry.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ..colormaps import DEFAULT_COLORMAP, colormap, map_values
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+
+def _rgba_map(values: np.ndarray, cmap: str, lo: float, hi: float) -> np.ndarray:
+    """[rows, cols] float -> [rows, cols, 4] uint8; NaN (no attention defined there) is transparent."""
+    rgba = map_values(cmap, np.nan_to_num(values, nan=lo), lo, hi)
+    rgba[np.isnan(values)] = 0
+    return rgba
+
+
+class ImageView(pg.GraphicsLayoutWidget):
+    """One image view. Signals carry original-image pixel coordinates."""
+
+    clicked = QtCore.Signal(float, float)
+    keyMoved = QtCore.Signal(int, int)  # arrow keys: (d_row, d_col)
+
+    def __init__(self, title: str = "", parent=None):
+        super().__init__(parent)
+        self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        self.setBackground("#202124")
+        self.title = self.addLabel(title, row=0, col=0, colspan=2, color="#e8eaed")
+        self.vb: pg.ViewBox = self.addViewBox(row=1, col=0, lockAspect=True, invertY=True,
+                                              enableMenu=False)
+        self.base = pg.ImageItem()
+        self.overlay = pg.ImageItem()
+        self.overlay.setZValue(10)
+        self.crop_shade = QtWidgets.QGraphicsPathItem()
+        self.crop_shade.setBrush(QtGui.QBrush(QtGui.QColor(0, 0, 0, 150)))
+        self.crop_shade.setPen(QtGui.QPen(QtCore.Qt.PenStyle.NoPen))
+        self.crop_shade.setZValue(15)
+        self.grid_lines = pg.PlotCurveItem(connect="pairs", pen=pg.mkPen((255, 255, 255, 90), width=1))
+        self.grid_lines.setZValue(20)
+        self.selection = QtWidgets.QGraphicsRectItem()
+        pen = QtGui.QPen(QtGui.QColor("#ff3b30"), 2)
+        pen.setCosmetic(True)
+        self.selection.setPen(pen)
+        self.selection.setZValue(30)
+        self.selection.setVisible(False)
+        for item in (self.base, self.overlay, self.crop_shade, self.grid_lines, self.selection):
+            self.vb.addItem(item)
+        self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(DEFAULT_COLORMAP), width=14,
+                                        interactive=False, colorMapMenu=False)
+        self.addItem(self.colorbar, row=1, col=1)
+        self.scene().sigMouseClicked.connect(self._on_scene_click)
+        self._image_size: tuple[int, int] | None = None
+
+    # -- content -------------------------------------------------------------------------------
+    def set_image(self, rgb: np.ndarray, rect: tuple[float, float, float, float] | None = None) -> None:
+        """rgb (H, W, 3) uint8, placed at rect (x0, y0, x1, y1), by default (0, 0, W, H)."""
+        h, w = rgb.shape[:2]
+        x0, y0, x1, y1 = rect or (0, 0, w, h)
+        first = self._image_size is None
+        self.base.setImage(rgb, levels=(0, 255))
+        self.base.setRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))  # after setImage: rect is relative
+        if rect is None:
+            changed = self._image_size != (w, h)
+            self._image_size = (w, h)
+            if first or changed:
+                self.vb.autoRange(padding=0.02)
+
+    def set_map(self, values: np.ndarray | None, extent: tuple[float, float, float, float] | None = None,
+                cmap: str = DEFAULT_COLORMAP, levels: tuple[float, float] | None = None,
+                opacity: float = 0.6) -> None:
+        """Draw a [rows, cols] map over `extent` (x0, y0, x1, y1), one cell per token, nearest-neighbour
+        (a token's value is never smeared into its neighbours)."""
+        if values is None:
+            self.overlay.clear()
+            return
+        finite = values[np.isfinite(values)]
+        lo, hi = levels if levels is not None else (
+            (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0))
+        if hi <= lo:
+            hi = lo + 1e-6
+        self.overlay.setImage(_rgba_map(values, cmap, lo, hi), levels=(0, 255))
+        x0, y0, x1, y1 = extent
+        self.overlay.setRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
+        self.overlay.setOpacity(opacity)
+        self.colorbar.setColorMap(colormap(cmap))
+        self.colorbar.setLevels((lo, hi))
+        self.levels = (lo, hi)
+
+    def set_grid(self, xs: np.ndarray | None, ys: np.ndarray | None, visible: bool = True) -> None:
+        """Grid lines at x edges `xs` and y edges `ys` (original pixels)."""
+        if xs is None or not visible:
+            self.grid_lines.setData([], [])
+            return
+        y0, y1, x0, x1 = ys[0], ys[-1], xs[0], xs[-1]
+        vx = np.repeat(xs, 2)
+        vy = np.tile([y0, y1], len(xs))
+        hx = np.tile([x0, x1], len(ys))
+        hy = np.repeat(ys, 2)
+        self.grid_lines.setData(np.concatenate([vx, hx]), np.concatenate([vy, hy]))
+
+    def set_crop_shade(self, image_size: tuple[int, int], visible_rect) -> None:
+        """Darken the parts of the image the model never saw (cropped away by its preprocessing)."""
+        w, h = image_size
+        path = QtGui.QPainterPath()
+        path.setFillRule(QtCore.Qt.FillRule.OddEvenFill)
+        path.addRect(QtCore.QRectF(0, 0, w, h))
+        x0, y0, x1, y1 = visible_rect
+        path.addRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
+        self.crop_shade.setPath(path)
+
+    def set_selection(self, rect: tuple[float, float, float, float] | None) -> None:
+        if rect is None:
+            self.selection.setVisible(False)
+            return
+        x0, y0, x1, y1 = rect
+        self.selection.setRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
+        self.selection.setVisible(True)
+
+    def set_title(self, text: str) -> None:
+        self.title.setText(text)
+
+    def link_to(self, other: "ImageView") -> None:
+        self.vb.setXLink(other.vb)
+        self.vb.setYLink(other.vb)
+
+    def clear_content(self) -> None:
+        self.overlay.clear()
+        self.grid_lines.setData([], [])
+        self.selection.setVisible(False)
+
+    # -- input ---------------------------------------------------------------------------------
+    def _on_scene_click(self, event) -> None:
+        if event.button() != QtCore.Qt.MouseButton.LeftButton or event.double():
+            return
+        if not self.vb.sceneBoundingRect().contains(event.scenePos()):
+            return
+        p = self.vb.mapSceneToView(event.scenePos())
+        self.setFocus()
+        self.clicked.emit(p.x(), p.y())
+
+    def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:
+        moves = {QtCore.Qt.Key.Key_Left: (0, -1), QtCore.Qt.Key.Key_Right: (0, 1),
+                 QtCore.Qt.Key.Key_Up: (-1, 0), QtCore.Qt.Key.Key_Down: (1, 0)}
+        if event.key() in moves:
+            self.keyMoved.emit(*moves[event.key()])
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def view_to_widget(self, x: float, y: float) -> QtCore.QPoint:
+        """Original-image pixel -> widget pixel (for tests and synthetic clicks)."""
+        scene = self.vb.mapViewToScene(QtCore.QPointF(x, y))
+        return self.mapFromScene(scene)

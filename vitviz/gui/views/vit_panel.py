@@ -1,0 +1,247 @@
+"""The ViT workspace: attention of the selected patch, rollout beside it, the heads x layers grid,
+top-5 predictions, and the controls that drive them."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from ...core.analysis.heads import FUSIONS
+from .controls import DisplayControls
+from .head_grid import HeadGridView
+from .image_view import ImageView
+
+
+class ViTPanel(QtWidgets.QWidget):
+    """Holds a ViTAnalysis and the view state (layer, head, query, direction)."""
+
+    family = "vit"
+    statusMessage = QtCore.Signal(str)
+
+    def __init__(self, display: DisplayControls, parent=None):
+        super().__init__(parent)
+        self.display = display
+        self.analysis = None
+        self.layer = 0
+        self.head: int | str = "mean"
+        self.query: tuple[int, int] | str = "cls"
+        self.direction = "from"
+
+        self.main_view = ImageView("Attention")
+        self.rollout_view = ImageView("Rollout")
+        self.rollout_view.link_to(self.main_view)
+        self.grid_view = HeadGridView("layer", "head")
+
+        # controls
+        self.layer_spin = QtWidgets.QSpinBox()
+        self.layer_spin.setToolTip("Layer (Page Up / Page Down)")
+        self.head_combo = QtWidgets.QComboBox()
+        self.head_combo.setToolTip("Head, or all heads fused ([ and ])")
+        self.cls_button = QtWidgets.QPushButton("CLS query")
+        self.cls_button.setCheckable(True)
+        self.cls_button.setChecked(True)
+        self.cls_button.setToolTip("Show the class token's attention (C). Click a patch to query it.")
+        self.direction_combo = QtWidgets.QComboBox()
+        self.direction_combo.addItem("from query (where it looks)", "from")
+        self.direction_combo.addItem("to query (who looks at it)", "to")
+        self.direction_combo.setToolTip("Row or column of the attention matrix (D)")
+        self.query_label = QtWidgets.QLabel("query: CLS")
+        self.rollout_fusion = QtWidgets.QComboBox()
+        self.rollout_fusion.addItems(FUSIONS)
+        self.discard_spin = QtWidgets.QDoubleSpinBox()
+        self.discard_spin.setRange(0.0, 0.99)
+        self.discard_spin.setSingleStep(0.05)
+        self.discard_spin.setToolTip("Share of the weakest attention links dropped per layer before rolling out")
+        self.predictions = QtWidgets.QListWidget()
+        self.predictions.setMaximumHeight(120)
+        self.predictions.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+
+        form = QtWidgets.QFormLayout()
+        form.addRow("Layer", self.layer_spin)
+        form.addRow("Head", self.head_combo)
+        form.addRow(self.cls_button, self.query_label)
+        form.addRow("Direction", self.direction_combo)
+        form.addRow(QtWidgets.QLabel("<b>Rollout</b>"))
+        form.addRow("Head fusion", self.rollout_fusion)
+        form.addRow("Discard ratio", self.discard_spin)
+        form.addRow(QtWidgets.QLabel("<b>Top-5 predictions</b>"))
+        form.addRow(self.predictions)
+        side = QtWidgets.QWidget()
+        self.side_layout = side_layout = QtWidgets.QVBoxLayout(side)  # MainWindow puts `display` here
+        side_layout.addLayout(form)
+        side_layout.addWidget(display)
+        side_layout.addStretch(1)
+        side.setMaximumWidth(300)
+
+        # Attention and rollout stacked at equal size: linked views need the same shape to show the
+        # same region; the heads x layers grid gets the other half.
+        left = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        left.addWidget(self.main_view)
+        left.addWidget(self.rollout_view)
+        views = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        views.addWidget(left)
+        views.addWidget(self.grid_view)
+        views.setSizes([520, 560])
+        layout = QtWidgets.QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(side)
+        layout.addWidget(views, 1)
+
+        self.layer_spin.valueChanged.connect(self._on_layer_change)
+        self.head_combo.currentIndexChanged.connect(self._on_head_change)
+        self.cls_button.toggled.connect(self._on_cls_toggle)
+        self.direction_combo.currentIndexChanged.connect(self._on_direction_change)
+        self.rollout_fusion.currentIndexChanged.connect(lambda _: self.refresh_rollout())
+        self.discard_spin.valueChanged.connect(lambda _: self.refresh_rollout())
+        self.main_view.clicked.connect(self._on_image_click)
+        self.rollout_view.clicked.connect(self._on_image_click)
+        self.main_view.keyMoved.connect(self.move_query)
+        self.rollout_view.keyMoved.connect(self.move_query)
+        self.grid_view.tileClicked.connect(self._on_tile_click)
+        display.changed.connect(self.refresh)
+
+    # -- state ---------------------------------------------------------------------------------
+    def set_analysis(self, analysis) -> None:
+        """Show a new result. Layer, head and query are kept when they still exist."""
+        first = self.analysis is None
+        self.analysis = analysis
+        L, H = analysis.num_layers, analysis.num_heads
+        self.layer = min(self.layer, L - 1) if not first else L - 1
+        if isinstance(self.head, int) and self.head >= H:
+            self.head = "mean"
+        if not isinstance(self.query, str) and not (
+                self.query[0] < analysis.grid.rows and self.query[1] < analysis.grid.cols):
+            self.query = "cls"
+        with QtCore.QSignalBlocker(self.layer_spin), QtCore.QSignalBlocker(self.head_combo):
+            self.layer_spin.setRange(0, L - 1)
+            self.layer_spin.setValue(self.layer)
+            self.head_combo.clear()
+            for f in FUSIONS:
+                self.head_combo.addItem(f"all heads: {f}", f)
+            for h in range(H):
+                self.head_combo.addItem(f"head {h}", h)
+            self.head_combo.setCurrentIndex(self.head_combo.findData(self.head))
+        self.predictions.clear()
+        for p in analysis.top_predictions(5):
+            self.predictions.addItem(f"{p.probability * 100:5.1f}%  {p.label}")
+        if analysis.logits is None:
+            self.predictions.addItem("(checkpoint has no classifier head)")
+        img = np.asarray(analysis.image)
+        for view in (self.main_view, self.rollout_view):
+            view.set_image(img)
+            view.set_crop_shade(analysis.image.size, analysis.grid.transform.visible_rect())
+        self.refresh()
+
+    def select_query(self, query) -> None:
+        self.query = query
+        with QtCore.QSignalBlocker(self.cls_button):
+            self.cls_button.setChecked(query == "cls")
+        self.refresh()
+
+    def move_query(self, d_row: int, d_col: int) -> None:
+        if self.analysis is None:
+            return
+        rows, cols = self.analysis.grid.shape
+        r, c = (rows // 2, cols // 2) if self.query == "cls" else self.query
+        self.select_query((min(max(r + d_row, 0), rows - 1), min(max(c + d_col, 0), cols - 1)))
+
+    def step_layer(self, delta: int) -> None:
+        self.layer_spin.setValue(self.layer_spin.value() + delta)
+
+    def step_head(self, delta: int) -> None:
+        i = (self.head_combo.currentIndex() + delta) % max(1, self.head_combo.count())
+        self.head_combo.setCurrentIndex(i)
+
+    def toggle_cls(self) -> None:
+        self.cls_button.toggle()
+
+    def toggle_direction(self) -> None:
+        self.direction_combo.setCurrentIndex(1 - self.direction_combo.currentIndex())
+
+    # -- handlers ------------------------------------------------------------------------------
+    def _on_layer_change(self, value: int) -> None:
+        self.layer = value
+        self.refresh_attention()
+
+    def _on_head_change(self, index: int) -> None:
+        data = self.head_combo.itemData(index)
+        if data is not None:
+            self.head = data
+            self.refresh_attention()
+
+    def _on_cls_toggle(self, checked: bool) -> None:
+        if checked:
+            self.select_query("cls")
+        elif self.query == "cls" and self.analysis is not None:
+            rows, cols = self.analysis.grid.shape
+            self.select_query((rows // 2, cols // 2))
+
+    def _on_direction_change(self, index: int) -> None:
+        self.direction = self.direction_combo.itemData(index)
+        self.refresh()
+
+    def _on_image_click(self, x: float, y: float) -> None:
+        if self.analysis is None:
+            return
+        token = self.analysis.grid.token_at(x, y)
+        if token is None:
+            w, h = self.analysis.image.size
+            why = "outside the image" if not (0 <= x < w and 0 <= y < h) else \
+                "in a part of the image the model's preprocessing cropped away"
+            self.statusMessage.emit(f"No patch at ({x:.0f}, {y:.0f}): that point is {why}.")
+            return
+        self.select_query(token)
+
+    def _on_tile_click(self, layer: int, head: int) -> None:
+        with QtCore.QSignalBlocker(self.layer_spin), QtCore.QSignalBlocker(self.head_combo):
+            self.layer_spin.setValue(layer)
+            self.head_combo.setCurrentIndex(self.head_combo.findData(head))
+        self.layer, self.head = layer, head
+        self.refresh_attention()
+
+    # -- drawing -------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        if self.analysis is None:
+            return
+        a, d = self.analysis, self.display
+        xs, ys = a.grid.edges()
+        sel = None if self.query == "cls" else a.grid.rect(*self.query)
+        for view in (self.main_view, self.rollout_view):
+            view.set_grid(xs, ys, d.show_grid)
+            view.set_selection(sel)
+        self.query_label.setText("query: CLS" if self.query == "cls" else
+                                 f"query: patch (row {self.query[0]}, col {self.query[1]})")
+        self.refresh_attention()
+        self.refresh_rollout()
+
+    def current_map(self) -> np.ndarray:
+        return self.analysis.attention_map(self.layer, self.head, self.query, self.direction)
+
+    def refresh_attention(self) -> None:
+        """Main map and the heads x layers grid: a few ms (no inference, just indexing)."""
+        if self.analysis is None:
+            return
+        a, d = self.analysis, self.display
+        self.main_view.set_map(self.current_map(), a.grid.extent(), d.colormap, opacity=d.opacity)
+        head = f"head {self.head}" if isinstance(self.head, int) else f"heads {self.head}"
+        q = "CLS" if self.query == "cls" else f"patch {self.query}"
+        self.main_view.set_title(f"Attention {self.direction} {q} · layer {self.layer} · {head}")
+        self.grid_view.set_maps(a.head_maps(self.query, self.direction), d.colormap)
+        self.grid_view.set_selected(self.layer, self.head if isinstance(self.head, int) else None)
+
+    def refresh_rollout(self) -> None:
+        if self.analysis is None:
+            return
+        a, d = self.analysis, self.display
+        fusion = self.rollout_fusion.currentText()
+        ratio = self.discard_spin.value()
+        m = a.rollout(fusion, ratio, self.query)
+        self.rollout_view.set_map(m, a.grid.extent(), d.colormap, opacity=d.opacity)
+        q = "CLS" if self.query == "cls" else f"patch {self.query}"
+        self.rollout_view.set_title(f"Rollout for {q} · {fusion} · discard {ratio:.2f}")
+
+    def view_settings(self) -> dict:
+        """What is shown, for captions, sidecars and reproducing a figure."""
+        return {"family": "vit", "layer": self.layer, "head": self.head,
+                "query": self.query if self.query == "cls" else list(self.query),
+                "direction": self.direction, "rollout_fusion": self.rollout_fusion.currentText(),
+                "discard_ratio": self.discard_spin.value(), **self.display.settings()}

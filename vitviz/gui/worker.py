@@ -1,0 +1,114 @@
+"""Inference off the GUI thread. Every request carries an id; results of superseded requests are
+dropped, so a fast user never sees a stale map."""
+from __future__ import annotations
+
+import threading
+import traceback
+from dataclasses import dataclass
+
+from PySide6 import QtCore
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    id: int
+    image: object  # PIL.Image, already loaded and validated in the GUI thread
+    image_name: str
+    model: str
+    weights: str
+    device: str
+
+
+class _Worker(QtCore.QObject):
+    """Lives in the worker thread. Imports torch there, on first use, so the window is up first."""
+
+    progress = QtCore.Signal(int, str)
+    finished = QtCore.Signal(int, object)
+    failed = QtCore.Signal(int, str)
+
+    def __init__(self, latest: "callable"):
+        super().__init__()
+        self._latest = latest
+
+    @QtCore.Slot(object)
+    def process(self, req: AnalysisRequest) -> None:
+        if req.id != self._latest():
+            return  # superseded while queued: skip the work entirely
+        try:
+            from ..core.api import analyze, get_model
+
+            self.progress.emit(req.id, f"Loading {req.model}…")
+            loaded = get_model(req.model, req.weights, req.device)
+            if req.id != self._latest():
+                return
+            self.progress.emit(req.id, f"Running {req.model} on {req.image_name}…")
+            result = analyze(req.image, model=loaded)
+            result.image_name = req.image_name
+            self.finished.emit(req.id, result)
+        except Exception as exc:  # shown to the user; the app keeps what it had
+            msg = str(exc) or type(exc).__name__
+            self.failed.emit(req.id, msg if "Error" in type(exc).__name__ and str(exc) else
+                             f"{type(exc).__name__}: {msg}\n\n{traceback.format_exc(limit=3)}")
+
+
+class AnalysisRunner(QtCore.QObject):
+    """GUI-thread front of the worker: submit() returns an id; resultReady only for the latest."""
+
+    submitRequest = QtCore.Signal(object)
+    resultReady = QtCore.Signal(object)
+    errorRaised = QtCore.Signal(str)
+    busyChanged = QtCore.Signal(bool, str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._lock = threading.Lock()
+        self._latest_id = 0
+        self._thread = QtCore.QThread()
+        self._thread.setObjectName("vitviz-inference")
+        self._worker = _Worker(self.latest_id)
+        self._worker.moveToThread(self._thread)
+        self.submitRequest.connect(self._worker.process)
+        # Connected to slots of this GUI-thread object: queued, so they run in the GUI thread.
+        self._worker.progress.connect(self._on_progress)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+        self._thread.finished.connect(self._worker.deleteLater)
+        self._thread.start()
+
+    def latest_id(self) -> int:
+        with self._lock:
+            return self._latest_id
+
+    def submit(self, image, image_name: str, model: str, weights: str, device: str = "cpu") -> int:
+        with self._lock:
+            self._latest_id += 1
+            rid = self._latest_id
+        self.busyChanged.emit(True, f"Queued {model}…")
+        self.submitRequest.emit(AnalysisRequest(rid, image, image_name, model, weights, device))
+        return rid
+
+    @QtCore.Slot(int, str)
+    def _on_progress(self, rid: int, text: str) -> None:
+        if rid == self.latest_id():
+            self.busyChanged.emit(True, text)
+
+    @QtCore.Slot(int, object)
+    def _on_finished(self, rid: int, result) -> None:
+        if rid != self.latest_id():
+            return  # stale
+        self.busyChanged.emit(False, "")
+        self.resultReady.emit(result)
+
+    @QtCore.Slot(int, str)
+    def _on_failed(self, rid: int, message: str) -> None:
+        if rid != self.latest_id():
+            return
+        self.busyChanged.emit(False, "")
+        self.errorRaised.emit(message)
+
+    def shutdown(self, timeout_ms: int = 30000) -> None:
+        """Stop the thread (after any forward in progress finishes)."""
+        with self._lock:
+            self._latest_id += 1  # anything still queued is now stale and skipped
+        self._thread.quit()
+        self._thread.wait(timeout_ms)
