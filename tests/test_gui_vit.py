@@ -137,3 +137,19 @@ def test_window_close_leaves_no_threads(qtbot, tmp_path, image_file):
     win.deleteLater()
     qtbot.wait(50)
     assert not [w for w in QtWidgets.QApplication.topLevelWidgets() if w.isVisible()]
+
+
+def test_hover_reports_patch_and_model_view_sits_on_the_crop(qtbot, tmp_path, image_file):
+    win = make_window(qtbot, tmp_path)
+    a = open_and_wait(qtbot, win, image_file)
+    panel = win.panels["vit"]
+    x0, y0, x1, y1 = a.grid.rect(2, 1)
+    with qtbot.waitSignal(panel.statusMessage, timeout=2000) as msg:
+        panel.main_view.hovered.emit((x0 + x1) / 2, (y0 + y1) / 2)
+    assert "patch (row 2, col 1)" in msg.args[0]
+    qtbot.keyClick(panel.main_view, QtCore.Qt.Key.Key_M)
+    assert panel.model_view_check.isChecked()
+    rect = panel.main_view.base.mapRectToView(panel.main_view.base.boundingRect())
+    ex = a.grid.extent()
+    assert np.allclose([rect.left(), rect.top(), rect.right(), rect.bottom()], ex, atol=1e-6)
+    assert panel.main_view.base.image.shape[:2] == a.model_input.shape[1:]

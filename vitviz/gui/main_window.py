@@ -139,6 +139,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "Toggle CLS query", lambda: self._panel_call("toggle_cls"), "C")
         self._action(v, "Toggle direction", lambda: self._panel_call("toggle_direction"), "D")
         self._action(v, "Toggle token grid", self.display.grid_check.toggle, "G")
+        self._action(v, "Show what the model sees", lambda: self._panel_call("toggle_model_view"), "M")
         h = self.menuBar().addMenu("&Help")
         self._action(h, "Keyboard shortcuts", self.show_shortcuts, QtGui.QKeySequence.StandardKey.HelpContents)
         self._action(h, "About vitviz", self.show_about)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
+from superqt.utils import qthrottled
 
 from ..colormaps import DEFAULT_COLORMAP, colormap, map_values
 
@@ -26,6 +27,7 @@ class ImageView(pg.GraphicsLayoutWidget):
 
     clicked = QtCore.Signal(float, float)
     keyMoved = QtCore.Signal(int, int)  # arrow keys: (d_row, d_col)
+    hovered = QtCore.Signal(float, float)  # throttled to one per frame
 
     def __init__(self, title: str = "", parent=None):
         super().__init__(parent)
@@ -55,6 +57,7 @@ class ImageView(pg.GraphicsLayoutWidget):
                                         interactive=False, colorMapMenu=False)
         self.addItem(self.colorbar, row=1, col=1)
         self.scene().sigMouseClicked.connect(self._on_scene_click)
+        self.scene().sigMouseMoved.connect(self._on_scene_move)
         self._image_size: tuple[int, int] | None = None
 
     # -- content -------------------------------------------------------------------------------
@@ -143,6 +146,15 @@ class ImageView(pg.GraphicsLayoutWidget):
         p = self.vb.mapSceneToView(event.scenePos())
         self.setFocus()
         self.clicked.emit(p.x(), p.y())
+
+    def _on_scene_move(self, pos) -> None:
+        if self.vb.sceneBoundingRect().contains(pos):
+            p = self.vb.mapSceneToView(pos)
+            self._emit_hover(p.x(), p.y())
+
+    @qthrottled(timeout=16, leading=True)
+    def _emit_hover(self, x: float, y: float) -> None:
+        self.hovered.emit(x, y)
 
     def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:
         moves = {QtCore.Qt.Key.Key_Left: (0, -1), QtCore.Qt.Key.Key_Right: (0, 1),

@@ -51,6 +51,9 @@ class ViTPanel(QtWidgets.QWidget):
         self.discard_spin.setRange(0.0, 0.99)
         self.discard_spin.setSingleStep(0.05)
         self.discard_spin.setToolTip("Share of the weakest attention links dropped per layer before rolling out")
+        self.model_view_check = QtWidgets.QCheckBox("Show what the model sees")
+        self.model_view_check.setToolTip("Replace the photo by the model's input: resized, cropped, "
+                                         "de-normalised (M)")
         self.predictions = QtWidgets.QListWidget()
         self.predictions.setMaximumHeight(120)
         self.predictions.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
@@ -60,6 +63,7 @@ class ViTPanel(QtWidgets.QWidget):
         form.addRow("Head", self.head_combo)
         form.addRow(self.cls_button, self.query_label)
         form.addRow("Direction", self.direction_combo)
+        form.addRow(self.model_view_check)
         form.addRow(QtWidgets.QLabel("<b>Rollout</b>"))
         form.addRow("Head fusion", self.rollout_fusion)
         form.addRow("Discard ratio", self.discard_spin)
@@ -97,6 +101,9 @@ class ViTPanel(QtWidgets.QWidget):
         self.main_view.keyMoved.connect(self.move_query)
         self.rollout_view.keyMoved.connect(self.move_query)
         self.grid_view.tileClicked.connect(self._on_tile_click)
+        self.model_view_check.toggled.connect(lambda _: self._show_base_image())
+        self.main_view.hovered.connect(self._on_hover)
+        self.rollout_view.hovered.connect(self._on_hover)
         display.changed.connect(self.refresh)
 
     # -- state ---------------------------------------------------------------------------------
@@ -125,11 +132,20 @@ class ViTPanel(QtWidgets.QWidget):
             self.predictions.addItem(f"{p.probability * 100:5.1f}%  {p.label}")
         if analysis.logits is None:
             self.predictions.addItem("(checkpoint has no classifier head)")
-        img = np.asarray(analysis.image)
         for view in (self.main_view, self.rollout_view):
-            view.set_image(img)
             view.set_crop_shade(analysis.image.size, analysis.grid.transform.visible_rect())
+        self._show_base_image()
         self.refresh()
+
+    def _show_base_image(self) -> None:
+        """The photo, or the model's own input placed where it came from (same coordinates)."""
+        a = self.analysis
+        if a is None:
+            return
+        for view in (self.main_view, self.rollout_view):
+            view.set_image(np.asarray(a.image))  # keeps the view range keyed to the photo size
+            if self.model_view_check.isChecked():
+                view.set_image(a.input_image(), rect=a.grid.extent())
 
     def select_query(self, query) -> None:
         self.query = query
@@ -190,6 +206,20 @@ class ViTPanel(QtWidgets.QWidget):
             self.statusMessage.emit(f"No patch at ({x:.0f}, {y:.0f}): that point is {why}.")
             return
         self.select_query(token)
+
+    def _on_hover(self, x: float, y: float) -> None:
+        """Status line: which patch is under the cursor and its value in both maps."""
+        a = self.analysis
+        token = a.grid.token_at(x, y) if a is not None else None
+        if token is None:
+            return
+        r, c = token
+        att = self.current_map()[r, c]
+        roll = a.rollout(self.rollout_fusion.currentText(), self.discard_spin.value(), self.query)[r, c]
+        self.statusMessage.emit(f"patch (row {r}, col {c}) · attention {att:.4g} · rollout {roll:.4g}")
+
+    def toggle_model_view(self) -> None:
+        self.model_view_check.toggle()
 
     def _on_tile_click(self, layer: int, head: int) -> None:
         with QtCore.QSignalBlocker(self.layer_spin), QtCore.QSignalBlocker(self.head_combo):
