@@ -22,16 +22,18 @@ DEFAULT_MODEL = "vit_b_16"
 _model_cache: dict = {}
 
 
-def get_model(model: str | ModelSpec = DEFAULT_MODEL, weights: str | os.PathLike | None = "pretrained",
-              device: str | None = "cpu", *, cache: bool = True):
-    """Load (or reuse) a model: a LoadedModel. The last model used stays loaded for the next call."""
+def get_model(model: str | ModelSpec | None = DEFAULT_MODEL, weights: str | os.PathLike | None = "pretrained",
+              device: str | None = "cpu", *, cache: bool = True, precision: str | None = None):
+    """Load (or reuse) a model: a LoadedModel. The last model used stays loaded for the next call.
+    model None with a checkpoint path as weights: the model is inferred from the file (see notes).
+    precision: "bfloat16" / "float16" autocast on GPUs."""
     from .models.loading import load_model, resolve_device
 
     name = model.name if isinstance(model, ModelSpec) else model
-    key = (name, str(weights), resolve_device(device))
+    key = (name, str(weights), resolve_device(device), precision)
     if cache and key in _model_cache:
         return _model_cache[key]
-    loaded = load_model(model, weights, device)
+    loaded = load_model(model, weights, device, precision=precision)
     if cache:
         _model_cache.clear()  # one model resident: they are hundreds of MB each
         _model_cache[key] = loaded
@@ -39,20 +41,23 @@ def get_model(model: str | ModelSpec = DEFAULT_MODEL, weights: str | os.PathLike
 
 
 def analyze(image: ImageSource, model=None, weights: str | os.PathLike | None = None,
-            device: str | None = "cpu", attention_dtype: str = "float16"):
+            device: str | None = "cpu", attention_dtype: str = "float16", precision: str | None = None):
     """Run `model` on `image` with attention capture.
 
     image: a path, bytes or PIL image. model: a registry name, or a LoadedModel from get_model().
     weights: "pretrained" (torch hub cache; random weights with a note if absent), "random", or a
-    checkpoint path. attention_dtype: "float16" (default, half the memory) or "float32".
+    checkpoint path; with a path and no model, the model is inferred from the file. attention_dtype:
+    "float16" (default, half the memory) or "float32". precision: "bfloat16"/"float16" GPU autocast.
     Returns ViTAnalysis, SwinAnalysis or DetrAnalysis depending on the model's family."""
-    from .models.loading import LoadedModel
+    from .models.loading import LoadedModel, is_checkpoint_path
 
     img = load_image(image)
     if isinstance(model, LoadedModel):
         loaded = model
     else:
-        loaded = get_model(model or DEFAULT_MODEL, weights, device)
+        if model is None and not is_checkpoint_path(weights):
+            model = DEFAULT_MODEL
+        loaded = get_model(model, weights, device, precision=precision)
     dtype = {"float16": np.float16, "float32": np.float32}[str(attention_dtype)]
     runner = import_module(_RUNNERS[loaded.spec.family])
     return runner.run(loaded, img, dtype)

@@ -1,17 +1,32 @@
-"""Build a model from its spec and put weights in it: pretrained from the hub cache, a checkpoint
-file, or random. Never downloads; never unpickles arbitrary objects."""
+"""Build a model from its spec and put weights in it: pretrained (hub cache, downloaded only when
+asked), a checkpoint file in any layout checkpoint_layouts knows, or random. Never unpickles
+arbitrary objects."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Union
 
 from .registry import ModelSpec, Preprocess, get_spec
 from . import weights as wts
+from .devices import resolve_device, resolve_precision  # noqa: F401 (resolve_device: public here too)
+
+ProgressCallback = Callable[[int, Union[int, None]], None]
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file could not be used; the message says which file and why."""
+    """A checkpoint file could not be used; the message says which file and why. `missing`,
+    `unexpected` and `mismatched` ((key, checkpoint shape, model shape)) list the keys that did
+    not fit, when that was the reason."""
+
+    def __init__(self, message: str, missing: list[str] | None = None, unexpected: list[str] | None = None,
+                 mismatched: list[tuple[str, tuple, tuple]] | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing or []
+        self.unexpected = unexpected or []
+        self.mismatched = mismatched or []
 
 
 @dataclass
@@ -24,6 +39,7 @@ class LoadedModel:
     preprocess: Preprocess
     class_names: list[str] | None
     notes: list[str] = field(default_factory=list)  # plain-language remarks to show the user
+    precision: str = "float32"  # "bfloat16" / "float16": autocast on the GPU (devices.autocast)
 
     @property
     def name(self) -> str:
@@ -36,22 +52,22 @@ class LoadedModel:
         return os.path.basename(self.weights)
 
 
-def resolve_device(device: str | None) -> str:
-    import torch
+def is_checkpoint_path(weights) -> bool:
+    """True when `weights` names a file rather than "pretrained" / "random"."""
+    return weights not in (None, "", "pretrained", "random")
 
-    if device in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        return "mps" if mps is not None and mps.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} was asked for, but this machine has no CUDA GPU")
-    return device
+
+# Harmless classes found beside the tensors in training checkpoints (DINO, MAE and DeiT save their
+# argparse options): allowed so such files load; everything else stays refused.
+def _safe_extras() -> list:
+    import argparse
+
+    return [argparse.Namespace]
 
 
 def read_state_dict(path: str | os.PathLike) -> dict:
-    """Tensors from a .pth/.pt (safe unpickling only) or .safetensors file, unwrapping the usual
-    containers ("model", "state_dict", "teacher", "student")."""
+    """Tensors from a .pth/.pt/.bin (safe unpickling only) or .safetensors file, unwrapping the usual
+    containers ("model", "state_dict", "teacher", "student", "model_state")."""
     import torch
 
     p = Path(path)
@@ -63,13 +79,10 @@ def read_state_dict(path: str | os.PathLike) -> dict:
 
             state = load_file(str(p), device="cpu")
         else:
-            state = torch.load(str(p), map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_safe_extras()):
+                state = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle refusals, truncation, garbage: one clear message
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            msg = ("it holds Python objects other than tensors, and vitviz never unpickles "
-                   "arbitrary objects (weights_only=True)")
-        raise CheckpointError(f"Cannot read checkpoint {p.name!r}: {msg}") from None
+        raise CheckpointError(f"Cannot read checkpoint {p.name!r}: {_read_failure(exc)}") from None
     for key in ("model", "state_dict", "teacher", "student", "model_state"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -79,12 +92,24 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
-def load_state_strict(module, state: dict, source: str) -> None:
+def _read_failure(exc: Exception) -> str:
+    text = str(exc).strip()
+    if "weights_only" in text or "Unsupported global" in text or "Unsupported operand" in text:
+        culprit = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f" (it asks to run {culprit.group(1)})" if culprit else ""
+        return ("it holds Python objects other than tensors" + what + ", and vitviz never unpickles "
+                "arbitrary objects (torch.load weights_only=True): nothing in it was run. If you trust "
+                "the file, re-save its state_dict or convert it to .safetensors.")
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"the file is damaged, truncated or not a PyTorch/safetensors checkpoint ({first})"
+
+
+def load_state_strict(module, state: dict, source: str, context: str = "") -> None:
     """load_state_dict(strict=True) with a message listing missing, unexpected and mismatched keys."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+    mismatched = [(k, tuple(state[k].shape), tuple(own[k].shape))
                   for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or mismatched:
         def part(title, items):
@@ -93,9 +118,11 @@ def load_state_strict(module, state: dict, source: str) -> None:
             more = f" (and {len(items) - 10} more)" if len(items) > 10 else ""
             return f"\n{title} ({len(items)}): " + ", ".join(items[:10]) + more
 
+        shapes = [f"{k}: checkpoint {a} vs model {b}" for k, a, b in mismatched]
         raise CheckpointError(
-            f"Checkpoint {source!r} does not fit this model" + part("missing keys", missing)
-            + part("unexpected keys", unexpected) + part("shape mismatches", mismatched))
+            f"Checkpoint {source!r} does not fit this model" + (f" ({context})" if context else "")
+            + part("missing keys", missing) + part("unexpected keys", unexpected)
+            + part("shape mismatches", shapes), missing, unexpected, mismatched)
     module.load_state_dict(state, strict=True)
 
 
@@ -103,7 +130,11 @@ def _build(spec: ModelSpec, preprocess: Preprocess):
     """torchvision builders by name; "package.module:function" for vitviz's own (DETR, demos, tests)."""
     from importlib import import_module
 
+    from .known_checkpoints import TOKEN_VIT_BUILDER
+
     kwargs = dict(spec.builder_kwargs)
+    if spec.builder == TOKEN_VIT_BUILDER:
+        kwargs["image_size"] = preprocess.size
     if ":" in spec.builder:
         module_name, func = spec.builder.split(":", 1)
         return getattr(import_module(module_name), func)(**kwargs)
@@ -114,43 +145,78 @@ def _build(spec: ModelSpec, preprocess: Preprocess):
     return getattr(tvm, spec.builder)(weights=None, **kwargs)
 
 
-def load_model(name: str | ModelSpec, weights: str | os.PathLike | None = "pretrained",
-               device: str | None = "cpu") -> LoadedModel:
+def load_model(name: str | ModelSpec | None, weights: str | os.PathLike | None = "pretrained",
+               device: str | None = "cpu", *, download: bool | ProgressCallback = False,
+               precision: str | None = None) -> LoadedModel:
     """The model `name` with `weights`: "pretrained" (hub cache; random with a note when absent),
-    "random", or a checkpoint path. Raises CheckpointError if a checkpoint does not fit."""
+    "random", or a checkpoint path (torchvision, timm/DINO/DeiT/MAE, DETR or safetensors files).
+
+    name None: infer the model from the checkpoint's keys and shapes (a note says what was found).
+    download: False never touches the network; True, or a progress callback (done_bytes,
+    total_bytes), fetches missing pretrained weights into the hub cache (download.DownloadError if
+    that fails; a callback raising download.DownloadCancelled cancels). precision: "bfloat16" /
+    "float16" autocast on GPUs (float32 with a note on the CPU). Raises CheckpointError if a
+    checkpoint cannot be read or does not fit."""
     import torch
 
-    spec = name if isinstance(name, ModelSpec) else get_spec(name)
-    device = resolve_device(device)
-    weights = "pretrained" if weights in (None, "") else weights
-    notes: list[str] = []
-    preprocess = spec.preprocess
-    state = None
-    if weights == "pretrained" and spec.bundled:
-        from ..resources import resource_path
+    from . import known_checkpoints  # noqa: F401 (registers dino_vits8, deit_small, ...)
+    from .checkpoint_layouts import detect_layout, fit_checkpoint, infer_spec, normalize_keys
 
-        state = read_state_dict(resource_path(spec.bundled))
-    elif weights == "pretrained":
-        path = wts.cached_weights_path(spec) if spec.weights else None
-        if spec.weights and path is None:
-            notes.append(f"Pretrained weights for {spec.label} are not in the torch hub cache "
-                         f"({wts.hub_checkpoint_dir()}); running UNTRAINED random weights.")
-            weights = "random"
-        elif path is not None:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-            preprocess = spec.pretrained_preprocess or spec.preprocess
-        else:
-            weights = "random"
-    elif weights != "random":
-        state = read_state_dict(weights)
+    spec = name if isinstance(name, ModelSpec) or name is None else get_spec(name)
+    device = resolve_device(device)
+    precision, precision_note = resolve_precision(precision, device)
+    weights = "pretrained" if weights in (None, "") else weights
+    if spec is None and not is_checkpoint_path(weights):
+        raise ValueError("Name a model, or give a checkpoint file to infer the model from")
+    notes: list[str] = [precision_note] if precision_note else []
+    state, source = None, None
+    if is_checkpoint_path(weights):
+        state, source = read_state_dict(weights), os.path.basename(str(weights))
+        if spec is None:
+            spec, inferred = infer_spec(state, str(weights))
+            notes += inferred
+        preprocess = spec.preprocess
+    else:
+        preprocess = spec.preprocess
+        if weights == "pretrained":
+            state, source, preprocess = _pretrained_state(spec, download, notes)
+            weights = "pretrained" if state is not None else "random"
+    context = ""
+    if state is not None:
+        context = f"the file has {detect_layout(normalize_keys(state)[0])} keys; the model is {spec.label}"
+        spec, state, fitted = fit_checkpoint(spec, state, preprocess.size)
+        notes += fitted
     torch.manual_seed(0)  # random weights are reproducible run to run
     module = _build(spec, preprocess)
-    trained = weights != "random"
     if state is not None:
-        load_state_strict(module, state, spec.label if weights == "pretrained"
-                          else os.path.basename(str(weights)))
+        load_state_strict(module, state, source, context)
     module.eval().to(device)
-    return LoadedModel(spec, module, str(weights), trained, device, preprocess, _class_names(spec), notes)
+    return LoadedModel(spec, module, str(weights), weights != "random", device, preprocess,
+                       _class_names(spec), notes, precision)
+
+
+def _pretrained_state(spec: ModelSpec, download, notes: list[str]):
+    """(state or None, source label, preprocess) for weights="pretrained"; fetches when allowed."""
+    if spec.bundled:
+        from ..resources import resource_path
+
+        return read_state_dict(resource_path(spec.bundled)), spec.label, spec.preprocess
+    url = wts.weights_url(spec)
+    if url is None:
+        return None, None, spec.preprocess
+    path = wts.cached_weights_path(spec)
+    if path is None and download:
+        from .download import download_weights
+
+        path = download_weights(spec, progress=download if callable(download) else None)
+    if path is None:
+        from .download import manual_instructions
+
+        notes.append(f"Pretrained weights for {spec.label} are not in the torch hub cache "
+                     f"({wts.hub_checkpoint_dir()}); running UNTRAINED random weights. Download them "
+                     "from the model list, or: " + manual_instructions(url, wts.hub_checkpoint_dir()))
+        return None, None, spec.preprocess
+    return read_state_dict(path), spec.label, spec.pretrained_preprocess or spec.preprocess
 
 
 def _class_names(spec: ModelSpec) -> list[str] | None:

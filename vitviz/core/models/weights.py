@@ -1,4 +1,5 @@
-"""torchvision weights: find them in the torch hub cache without touching the network."""
+"""Where a model's pretrained weights come from and whether they are on disk, without touching the
+network: torchvision's weights enums, or the URL table for checkpoints torchvision does not ship."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ from .registry import ModelSpec
 
 def weights_enum(spec: ModelSpec):
     """The torchvision weights enum member named by the spec, or None."""
-    if not spec.weights:
+    if not spec.weights or "://" in spec.weights:
         return None
     import torchvision.models as tvm
 
@@ -17,24 +18,36 @@ def weights_enum(spec: ModelSpec):
     return getattr(getattr(tvm, enum_name), member)
 
 
+def weights_url(spec: ModelSpec) -> str | None:
+    """The URL the spec's pretrained weights are published at: the torchvision enum's, a URL given
+    as `weights`, or the download table's entry for the spec's name."""
+    from .download import CHECKPOINT_URLS
+
+    if spec.weights and "://" in spec.weights:
+        return spec.weights
+    w = weights_enum(spec)
+    return w.url if w is not None else CHECKPOINT_URLS.get(spec.name)
+
+
 def hub_checkpoint_dir() -> Path:
+    """torch.hub's download folder (honours TORCH_HOME), shared with torchvision and torch.hub."""
     import torch
 
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def cached_weights_path(spec: ModelSpec) -> Path | None:
-    """Where torchvision's download of these weights lives, if it is already there."""
-    w = weights_enum(spec)
-    if w is None:
+    """Where the download of these weights lives, if it is already there."""
+    url = weights_url(spec)
+    if url is None:
         return None
-    path = hub_checkpoint_dir() / os.path.basename(w.url)
+    path = hub_checkpoint_dir() / os.path.basename(url)
     return path if path.is_file() else None
 
 
 def weights_state(spec: ModelSpec) -> str:
     """"cached" (pretrained on disk), "downloadable" (would need the network) or "random" (none exist)."""
-    if not spec.weights:
+    if weights_url(spec) is None:
         return "random"
     return "cached" if cached_weights_path(spec) else "downloadable"
 

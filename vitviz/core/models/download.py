@@ -1,0 +1,177 @@
+"""Fetch weights files into torch hub's cache (`torch.hub.get_dir()/checkpoints`), where torchvision
+and torch.hub look too: streamed to a temporary file, hash-checked, then renamed into place.
+
+Only ever called when the user asked for a download; listing models and `weights_state` stay offline.
+Set VITVIZ_WEIGHTS_BASE_URL (or pass base_url) to fetch the same file names from a mirror.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Callable, Union
+
+ProgressCallback = Callable[[int, Union[int, None]], None]  # (done_bytes, total_bytes or None)
+CancelFlag = Union[Callable[[], bool], "threading.Event", None]  # noqa: F821 (anything with is_set())
+
+BASE_URL_ENV = "VITVIZ_WEIGHTS_BASE_URL"
+
+# Checkpoints torchvision does not ship, by the model name they load as. The file name is the URL's
+# last part; a hex part after the last '-' is the start of the file's sha256 (torch.hub's convention).
+CHECKPOINT_URLS: dict[str, str] = {
+    # facebookresearch/detr, COCO detection (hubconf.py)
+    "detr_resnet50": "https://dl.fbaipublicfiles.com/detr/detr-r50-e632da11.pth",
+    "detr_resnet50_dc5": "https://dl.fbaipublicfiles.com/detr/detr-r50-dc5-f0fb7ef5.pth",
+    "detr_resnet101": "https://dl.fbaipublicfiles.com/detr/detr-r101-2c7b67e5.pth",
+    "detr_resnet101_dc5": "https://dl.fbaipublicfiles.com/detr/detr-r101-dc5-a2e86def.pth",
+    # facebookresearch/dino, self-supervised backbones (no head, no hash in the name)
+    "dino_vits8": "https://dl.fbaipublicfiles.com/dino/dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth",
+    "dino_vits16": "https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth",
+    "dino_vitb8": "https://dl.fbaipublicfiles.com/dino/dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth",
+    "dino_vitb16": "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth",
+    # facebookresearch/deit, ImageNet-1k classifiers
+    "deit_tiny_distilled": "https://dl.fbaipublicfiles.com/deit/deit_tiny_distilled_patch16_224-b40b3cf7.pth",
+    "deit_small": "https://dl.fbaipublicfiles.com/deit/deit_small_patch16_224-cd65a155.pth",
+    # facebookresearch/mae, pretrained encoder (no head)
+    "mae_vit_base": "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_base.pth",
+}
+
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.[^-]*$")
+
+
+class DownloadError(RuntimeError):
+    """A download failed; the message says what to fetch by hand and where to put it."""
+
+
+class DownloadCancelled(DownloadError):
+    """The cancel flag was raised; nothing was left on disk."""
+
+
+def file_name_of(url: str) -> str:
+    return os.path.basename(urllib.parse.urlparse(url).path)
+
+
+def expected_hash_prefix(file_name: str) -> str | None:
+    """The sha256 prefix a file name promises ("vit_b_16-c867db91.pth" -> "c867db91"), or None."""
+    m = _HASH_IN_NAME.search(file_name)
+    return m.group(1) if m else None
+
+
+def effective_url(url: str, base_url: str | None = None) -> str:
+    """`url`, or the same file name under `base_url` / $VITVIZ_WEIGHTS_BASE_URL when set."""
+    base = base_url or os.environ.get(BASE_URL_ENV)
+    return f"{base.rstrip('/')}/{file_name_of(url)}" if base else url
+
+
+def manual_instructions(url: str, folder: Path) -> str:
+    name = file_name_of(url)
+    return f"To install it by hand, download {url} and save it as {folder / name} (file name {name!r})."
+
+
+def download_file(url: str, folder: str | os.PathLike | None = None, *,
+                  progress: ProgressCallback | None = None, cancel: CancelFlag = None,
+                  base_url: str | None = None, timeout: float = 30.0, chunk_size: int = 1 << 20) -> Path:
+    """Download `url` into `folder` (default: the torch hub checkpoint folder) and return the path.
+
+    progress(done_bytes, total_bytes) is called after every chunk (total None if the server does
+    not say); an exception it raises aborts the download cleanly. `cancel` (a callable returning
+    True, or a threading.Event) is checked between chunks. The file appears under its final name
+    only once complete and, when its name carries a sha256 prefix, verified."""
+    from .weights import hub_checkpoint_dir
+
+    folder = Path(folder) if folder is not None else hub_checkpoint_dir()
+    name = file_name_of(url)
+    source = effective_url(url, base_url)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
+    except OSError as exc:
+        raise DownloadError(f"Cannot write to the weights folder {folder}: {exc.strerror or exc}. "
+                            "Set TORCH_HOME to a writable folder.") from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest = _fetch(url, source, out, folder, progress, cancel, timeout, chunk_size)
+        expected = expected_hash_prefix(name)
+        if expected and not digest.startswith(expected):
+            raise DownloadError(
+                f"The download of {name} is corrupted: its sha256 begins {digest[:len(expected)]}, the file "
+                f"name promises {expected}. The damaged file was deleted; try again. "
+                + manual_instructions(url, folder))
+        dest = folder / name
+        os.replace(tmp, dest)  # atomic on one file system: readers never see a partial file
+        return dest
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fetch(url: str, source: str, out, folder: Path, progress: ProgressCallback | None,
+           cancel: CancelFlag, timeout: float, chunk_size: int) -> str:
+    """Stream `source` into `out`; the sha256 hex digest of what was written."""
+    name = file_name_of(url)
+
+    def failed(reason) -> DownloadError:
+        return DownloadError(f"Could not download {name} from {source}: {reason}. "
+                             + manual_instructions(url, folder))
+
+    sha = hashlib.sha256()
+    request = urllib.request.Request(source, headers={"User-Agent": "vitviz"})
+    try:
+        resp = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise failed(f"the server answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:  # no network
+        raise failed(getattr(exc, "reason", None) or exc) from None
+    with resp:
+        length = resp.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        done = 0
+        if progress:
+            progress(0, total)
+        while True:
+            if _cancelled(cancel):
+                raise DownloadCancelled(f"Download of {name} cancelled; nothing was saved.")
+            try:
+                chunk = resp.read(chunk_size)
+            except (OSError, http.client.HTTPException) as exc:  # cut off mid-way
+                raise failed(f"the connection broke after {done} bytes ({type(exc).__name__})") from None
+            if not chunk:
+                break
+            out.write(chunk)
+            sha.update(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+    if total is not None and done != total:
+        raise failed(f"it stopped after {done} of {total} bytes")
+    return sha.hexdigest()
+
+
+def _cancelled(cancel: CancelFlag) -> bool:
+    if cancel is None:
+        return False
+    is_set = getattr(cancel, "is_set", None)
+    return bool(is_set() if is_set is not None else cancel())
+
+
+def download_weights(spec, *, progress: ProgressCallback | None = None, cancel: CancelFlag = None,
+                     base_url: str | None = None) -> Path:
+    """The pretrained weights of `spec` (a ModelSpec or registry name) in the hub cache, downloaded
+    if they are not there yet."""
+    from .registry import get_spec
+    from .weights import cached_weights_path, weights_url
+
+    spec = get_spec(spec) if isinstance(spec, str) else spec
+    cached = cached_weights_path(spec)
+    if cached is not None:
+        return cached
+    url = weights_url(spec)
+    if url is None:
+        raise DownloadError(f"{spec.label} has no published weights to download.")
+    return download_file(url, progress=progress, cancel=cancel, base_url=base_url)
