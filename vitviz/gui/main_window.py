@@ -129,6 +129,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(m, "Next image", lambda: self.step_image(1), "Alt+Right")
         self._action(m, "Previous image", lambda: self.step_image(-1), "Alt+Left")
         self._action(m, "Open &checkpoint…", self.open_checkpoint_dialog)
+        from .export_dialog import install_export_actions  # File > Export…, Ctrl+E, Ctrl+C
+
+        install_export_actions(self, m)
         m.addSeparator()
         self._action(m, "&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
         v = self.menuBar().addMenu("&View")

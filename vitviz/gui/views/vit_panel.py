@@ -275,3 +275,89 @@ class ViTPanel(QtWidgets.QWidget):
                 "query": self.query if self.query == "cls" else list(self.query),
                 "direction": self.direction, "rollout_fusion": self.rollout_fusion.currentText(),
                 "discard_ratio": self.discard_spin.value(), **self.display.settings()}
+
+    # -- export --------------------------------------------------------------------------------
+    def export_sources(self, settings: dict | None = None):
+        """What this panel can export (vitviz.gui.export), for view_settings() updated with
+        `settings` (None: what is on screen). Views: "attention", "rollout", "grid" (every layer x
+        head), and "head:H" (each head of the current layer)."""
+        from ..colormaps import COLORMAPS
+        from ..export import ExportError, ExportSources, MapView, TileGrid, crop_shade, grid_lines, selection_rect
+
+        a = self.analysis
+        if a is None:
+            raise ExportError("Nothing to export: no image has been analysed yet")
+        s = {"model_view": self.model_view_check.isChecked(), **self.view_settings(), **(settings or {})}
+        L, H = a.num_layers, a.num_heads
+        layer = int(s["layer"])
+        layer = layer + L if layer < 0 else layer
+        if not 0 <= layer < L:
+            raise ExportError(f"layer {s['layer']} is out of range (the model has {L} layers: 0..{L - 1})")
+        head = s["head"]
+        head = int(head) if isinstance(head, (int, np.integer)) or str(head).isdigit() else str(head)
+        if isinstance(head, int) and not 0 <= head < H:
+            raise ExportError(f"head {head} is out of range (the model has {H} heads: 0..{H - 1})")
+        if isinstance(head, str) and head not in FUSIONS:
+            raise ExportError(f"head must be a number or one of {', '.join(FUSIONS)}, not {head!r}")
+        query = s["query"]
+        query = "cls" if isinstance(query, str) and query.lower() == "cls" else tuple(int(v) for v in query)
+        try:
+            a.token_index(query)
+        except (IndexError, ValueError) as exc:
+            raise ExportError(f"query: {exc}") from None
+        if s["direction"] not in ("from", "to"):
+            raise ExportError(f"direction must be 'from' or 'to', not {s['direction']!r}")
+        if s["rollout_fusion"] not in FUSIONS:
+            raise ExportError(f"rollout fusion must be one of {', '.join(FUSIONS)}")
+        if not 0.0 <= float(s["discard_ratio"]) < 1.0:
+            raise ExportError(f"the rollout discard ratio must be in [0, 1), not {s['discard_ratio']}")
+        if s["colormap"] not in COLORMAPS:
+            raise ExportError(f"unknown colormap {s['colormap']!r}; choose one of {', '.join(COLORMAPS)}")
+        s.update(layer=layer, head=head, query=query if query == "cls" else list(query),
+                 discard_ratio=float(s["discard_ratio"]), opacity=float(s["opacity"]),
+                 grid=bool(s["grid"]), model_view=bool(s["model_view"]))
+        direction, fusion, ratio = s["direction"], s["rollout_fusion"], s["discard_ratio"]
+
+        q = "CLS" if query == "cls" else f"patch {query}"
+        q_long = "the CLS token" if query == "cls" else f"patch (row {query[0]}, col {query[1]})"
+        how = "where it looks" if direction == "from" else "how much each patch attends to it"
+        shapes = [crop_shade(a.grid.transform.visible_rect())]
+        if s["grid"]:
+            shapes.append(grid_lines(*a.grid.edges()))
+        if query != "cls":
+            shapes.append(selection_rect(a.grid.rect(*query)))
+        vr = self.main_view.vb.viewRect()
+        base = dict(image=np.asarray(a.image), extent=a.grid.extent(), opacity=s["opacity"], shapes=shapes,
+                    view_rect=(vr.left(), vr.top(), vr.right(), vr.bottom()))
+        seen = ""
+        if s["model_view"]:
+            base.update(image=a.input_image(), image_rect=a.grid.extent())
+            seen = " Drawn over the model's input (resized, cropped, de-normalised)."
+        common = {"query": s["query"], "direction": direction}
+
+        def attention(h, title):
+            return MapView(title, f"Raw attention {direction} {q_long} ({how}), layer {layer}, "
+                                  f"{f'head {h}' if isinstance(h, int) else f'{h} over {H} heads'}.{seen}",
+                           values=a.attention_map(layer, h, query, direction),
+                           meta={"method": "attention", "layer": layer, "head": h, **common}, **base)
+
+        views = {"attention": attention(head, f"Attention {direction} {q} · layer {layer} · "
+                                              + (f"head {head}" if isinstance(head, int) else f"heads {head}"))}
+        views["rollout"] = MapView(
+            f"Rollout for {q} · {fusion} · discard {ratio:.2f}",
+            f"Attention rollout through all {L} layers for {q_long} (heads fused by {fusion}, "
+            f"{ratio:.0%} weakest links dropped per layer, residual added).{seen}",
+            values=a.rollout(fusion, ratio, query), value_label="rollout",
+            meta={"method": "rollout", "head_fusion": fusion, "discard_ratio": ratio, "query": s["query"]}, **base)
+        x0, y0, x1, y1 = a.grid.extent()
+        views["grid"] = TileGrid(
+            f"Attention {direction} {q} · every layer × head",
+            f"Raw attention {direction} {q_long} ({how}) for every layer and head",
+            a.head_maps(query, direction), "layer", "head",
+            selected=(layer, head if isinstance(head, int) else None), tile_aspect=(x1 - x0) / (y1 - y0),
+            meta={"method": "attention per head", **common})
+        for h in range(H):
+            views[f"head:{h}"] = attention(h, f"Layer {layer} · head {h}")
+        focus = {self.rollout_view: "rollout", self.grid_view: "grid"}
+        current = next((name for w, name in focus.items() if w.hasFocus()), "attention")
+        return ExportSources(views, s, colormap=s["colormap"], current=current)

@@ -1,0 +1,329 @@
+"""`vitviz export`: figures without the window, through the same panels and renderer as the GUI
+(offscreen Qt) and the one analysis entry point, vitviz.core.api.analyze.
+
+    vitviz export IMAGE|FOLDER [...] --model NAME --view attention --format png --out DIR_OR_FILE
+    vitviz export --from-sidecar FIGURE.png.json [--out FILE_OR_DIR]
+
+A bad image is reported and skipped, the others exported; the exit code is 1 if anything failed
+(2 for a wrong command line).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+FORMATS = ("png", "svg", "pdf")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..gui.colormaps import COLORMAPS, DEFAULT_COLORMAP
+
+    p = argparse.ArgumentParser(
+        prog="vitviz export",
+        description="Export attention figures (PNG, SVG, PDF) with a JSON sidecar, without the window.")
+    p.add_argument("images", nargs="*", help="image files, or folders (every image in them)")
+    p.add_argument("--model", help="model name (see `vitviz models`; default vit_b_16)")
+    p.add_argument("--weights", default="pretrained", help="pretrained, random, or a checkpoint file")
+    p.add_argument("--device", help="cpu (default), cuda, mps or auto")
+    p.add_argument("--view", default="attention",
+                   help="attention, rollout, grid, windows (Swin), detections (DETR), head:N; "
+                        "several, comma-separated, side by side on one colour scale")
+    p.add_argument("--layer", type=int, default=-1, help="layer (negative counts from the end; default last)")
+    p.add_argument("--head", default="mean", help="head index, or mean|max|min over heads (default mean)")
+    p.add_argument("--query", default="cls", help="ROW,COL of a patch, or cls (default)")
+    p.add_argument("--direction", choices=("from", "to"), default="from",
+                   help="attention from the query (where it looks) or to it")
+    p.add_argument("--fusion", choices=("mean", "max", "min"), default="mean", help="rollout head fusion")
+    p.add_argument("--discard", type=float, default=0.0, help="rollout discard ratio")
+    p.add_argument("--colormap", choices=COLORMAPS, default=DEFAULT_COLORMAP)
+    p.add_argument("--opacity", type=float, default=0.6, help="heatmap opacity 0..1 (default 0.6)")
+    p.add_argument("--no-grid", action="store_true", help="no token grid lines")
+    p.add_argument("--format", choices=FORMATS, help="default: from --out's extension, else png")
+    p.add_argument("--out", "-o", help="output folder (created if missing), or a file for one image")
+    p.add_argument("--width", type=int, help="PNG width in pixels")
+    p.add_argument("--dpi", type=float, default=192.0, help="PNG resolution when no --width (default 192)")
+    p.add_argument("--aspect", choices=("auto", "16:9"), default="auto", help="16:9 pads to a slide's shape")
+    p.add_argument("--theme", choices=("light", "dark"), default="light")
+    p.add_argument("--layers", help="grid: layers (rows) to include, e.g. 0-3,11")
+    p.add_argument("--heads", help="grid: heads (columns) to include, e.g. 0,2,5")
+    p.add_argument("--tile-scale", choices=("tile", "shared"), default="tile",
+                   help="grid: each tile on its own min..max (default), or one shared scale")
+    p.add_argument("--no-title", action="store_true")
+    p.add_argument("--no-caption", action="store_true")
+    p.add_argument("--no-colorbar", action="store_true")
+    p.add_argument("--from-sidecar", metavar="FILE.json", help="re-run the export a sidecar describes")
+    return p
+
+
+def _indices(spec: str | None, what: str) -> list[int] | None:
+    if not spec:
+        return None
+    out: list[int] = []
+    try:
+        for part in spec.split(","):
+            a, _, b = part.strip().partition("-")
+            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    except ValueError:
+        raise SystemExit(f"vitviz export: error: --{what} wants numbers and ranges like 0-3,7, not {spec!r}")
+    return out
+
+
+def _query(text: str):
+    if text.strip().lower() == "cls":
+        return "cls"
+    try:
+        row, col = (int(v) for v in text.split(","))
+    except ValueError:
+        raise SystemExit(f"vitviz export: error: --query wants ROW,COL or cls, not {text!r}")
+    return [row, col]
+
+
+def collect_images(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files as given, folders expanded to their images (sorted); missing inputs as failures."""
+    files, missing = [], []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += [str(f) for f in sorted(p.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_EXTS]
+        elif p.exists():
+            files.append(str(p))
+        else:
+            missing.append((item, "no such file or folder"))
+    return files, missing
+
+
+def ensure_qt():
+    """A QApplication on the offscreen platform (unless a platform was chosen explicitly)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6 import QtWidgets
+
+    return QtWidgets.QApplication.instance() or QtWidgets.QApplication(["vitviz-export"])
+
+
+def make_panel(family: str, colormap: str | None = None):
+    """The GUI panel for a model family, used headless. ExportError if it cannot export yet."""
+    from importlib import import_module
+
+    from ..gui.export import ExportError
+    from ..gui.main_window import PANELS
+    from ..gui.views.controls import DisplayControls
+
+    spec = PANELS.get(family)
+    cls = None
+    if spec is not None:
+        module_name, name = spec.split(":")
+        try:
+            cls = getattr(import_module(module_name), name, None)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+    if cls is None or not hasattr(cls, "export_sources"):
+        raise ExportError(f"Export is not available for this model: {family} models have no panel "
+                          f"export in this build of vitviz")
+    display = DisplayControls(None)
+    if colormap:
+        display.cmap_combo.setCurrentText(colormap)
+    return cls(display)
+
+
+class Progress:
+    """One line per image on stderr; rewritten in place on a terminal."""
+
+    def __init__(self, total: int, stream=None):
+        self.total, self.stream = total, stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def step(self, i: int, text: str) -> None:
+        line = f"[{i}/{self.total}] {text}"
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        self.stream.write(("\r\x1b[2K" if self.tty else "") + text + "\n")
+        self.stream.flush()
+
+
+def _settings(args) -> dict:
+    head = args.head if not str(args.head).lstrip("-").isdigit() else int(args.head)
+    return {"layer": args.layer, "head": head, "query": _query(args.query), "direction": args.direction,
+            "rollout_fusion": args.fusion, "discard_ratio": args.discard, "colormap": args.colormap,
+            "opacity": args.opacity, "grid": not args.no_grid}
+
+
+def _request(args, fmt: str):
+    from ..gui.export import ExportRequest
+
+    if args.width is not None and not 16 <= args.width <= 30000:
+        raise SystemExit("vitviz export: error: --width must be between 16 and 30000 pixels")
+    if not 0.0 <= args.opacity <= 1.0:
+        raise SystemExit("vitviz export: error: --opacity must be between 0 and 1")
+    return ExportRequest(
+        views=[v.strip() for v in args.view.split(",") if v.strip()], format=fmt, width=args.width,
+        dpi=args.dpi, aspect=args.aspect, theme=args.theme, title=not args.no_title,
+        colorbar=not args.no_colorbar, caption=not args.no_caption,
+        rows=_indices(args.layers, "layers"), cols=_indices(args.heads, "heads"),
+        tile_scale=args.tile_scale, settings=_settings(args))
+
+
+def _message(exc: Exception) -> str:
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def export_one(panel, loaded, image_path: str, request, target: str, weights: str):
+    """Analyse one image (vitviz.core.api.analyze) and write its figure and sidecar."""
+    from ..core.api import analyze
+    from ..gui.export import ExportContext, export_sources_to_file
+
+    analysis = analyze(image_path, model=loaded)
+    analysis.image_name = os.path.basename(image_path)
+    panel.set_analysis(analysis)
+    ctx = ExportContext.from_analysis(analysis, image_path=image_path, weights=weights)
+    return export_sources_to_file(panel.export_sources(request.settings), dataclasses.replace(request),
+                                  ctx, target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.from_sidecar:
+        return rerun(args)
+    if not args.images:
+        parser.error("give at least one image or folder (or --from-sidecar FILE.json)")
+    out = args.out or "."
+    suffix = Path(out).suffix.lower().lstrip(".")
+    fmt = args.format or (suffix if suffix in FORMATS else "png")
+    files, failures = collect_images(args.images)
+    to_file = suffix in FORMATS and not Path(out).is_dir()
+    if to_file and len(files) + len(failures) > 1:
+        parser.error(f"--out {out} names a file, but several images were given: name a folder")
+    request = _request(args, fmt)
+    if not files:
+        for item, why in failures:
+            print(f"vitviz export: {item}: {why}", file=sys.stderr)
+        print("vitviz export: no images to export", file=sys.stderr)
+        return 1
+    folder = os.path.dirname(os.path.abspath(out)) if to_file else out
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        print(f"vitviz export: cannot create the output folder {folder}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return _run(args, files, failures, request, out, to_file)
+
+
+def _run(args, files, failures, request, out, to_file) -> int:
+    from ..core.api import DEFAULT_MODEL, get_model
+    from ..core.image import ImageLoadError
+    from ..gui.export import ExportError
+
+    ensure_qt()
+    progress = Progress(len(files))
+    missing = len(failures)  # inputs that did not exist
+    model = args.model or DEFAULT_MODEL
+    try:
+        loaded = get_model(model, args.weights, args.device or "cpu")
+        panel = make_panel(loaded.spec.family, args.colormap)
+    except (ExportError, KeyError, ValueError, OSError) as exc:
+        print(f"vitviz export: {_message(exc)}", file=sys.stderr)
+        return 1
+    for note in loaded.notes:
+        progress.message(f"note: {note}")
+    slug = "+".join(v.replace(":", "") for v in request.views)
+    used: set[str] = set()
+    exported = 0
+    for i, path in enumerate(files, 1):
+        name = os.path.basename(path)
+        if to_file:
+            target = out
+        else:
+            stem = f"{Path(path).stem}_{slug}"
+            candidate, n = stem, 1
+            while candidate in used:
+                n += 1
+                candidate = f"{stem}-{n}"
+            used.add(candidate)
+            target = os.path.join(out, f"{candidate}.{request.format}")
+        progress.step(i, name)
+        try:
+            export_one(panel, loaded, path, request, target, args.weights)
+            exported += 1
+            print(target)
+        except ImageLoadError as exc:
+            failures.append((path, exc.reason))
+            progress.message(f"skipped {path}: {exc.reason}")
+        except ExportError as exc:  # the same would happen for every image: stop here
+            progress.message(f"vitviz export: {exc}")
+            failures.append((path, str(exc)))
+            break
+        except Exception as exc:  # one image's analysis failed: report it, keep going
+            failures.append((path, f"{type(exc).__name__}: {exc}"))
+            progress.message(f"failed {path}: {type(exc).__name__}: {exc}")
+    where = out if not to_file else os.path.dirname(os.path.abspath(out))
+    summary = f"Exported {exported} of {len(files) + missing} image(s) to {where}"
+    if failures:
+        summary += f"; {len(failures)} failed: " + "; ".join(f"{os.path.basename(p)} ({why})" for p, why in failures)
+    progress.message(summary)
+    return 1 if failures else 0
+
+
+def rerun(args) -> int:
+    """Re-run the export a sidecar describes: same image, model, weights, view settings, figure."""
+    from ..core.api import get_model
+    from ..gui.export import ExportError, ExportRequest, file_sha256, format_for
+
+    try:
+        with open(args.from_sidecar, encoding="utf-8") as f:
+            meta = json.load(f)
+        request = ExportRequest.from_json(meta["request"])
+        image, model = meta["image"]["path"], meta["model"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"vitviz export: cannot read sidecar {args.from_sidecar}: {exc}", file=sys.stderr)
+        return 1
+    if not image or not os.path.isfile(image):
+        print(f"vitviz export: the image this sidecar names is not available ({image or 'pasted image'})",
+              file=sys.stderr)
+        return 1
+    if meta["image"].get("sha256") and file_sha256(image) != meta["image"]["sha256"]:
+        print(f"vitviz export: warning: {image} has changed since the export (sha256 differs)", file=sys.stderr)
+    wsha = model.get("weights_sha256")
+    if wsha and model.get("weights_file") and file_sha256(model["weights_file"]) != wsha:
+        print("vitviz export: warning: the weights file has changed since the export", file=sys.stderr)
+    original = meta.get("output", {}).get("file") or f"figure.{request.format}"
+    side_dir = os.path.dirname(os.path.abspath(args.from_sidecar))
+    if args.out and os.path.isdir(args.out):
+        target = os.path.join(args.out, original)
+    elif args.out:
+        target = args.out
+    else:
+        stem, ext = os.path.splitext(original)
+        target = os.path.join(side_dir, f"{stem}-rerun{ext}")
+    request.format = format_for(target, args.format or request.format)
+    if args.format and not Path(target).suffix:
+        target += "." + args.format
+    ensure_qt()
+    try:
+        loaded = get_model(model["name"], model["weights"], args.device or model.get("device") or "cpu")
+        panel = make_panel(loaded.spec.family)
+        result = export_one(panel, loaded, image, request, target, model["weights"])
+    except (ExportError, KeyError, ValueError, OSError) as exc:
+        print(f"vitviz export: {_message(exc)}", file=sys.stderr)
+        return 1
+    print(result.path)
+    old_sha = meta.get("output", {}).get("sha256")
+    if old_sha and request.format == "png":
+        same = result.metadata["output"]["sha256"] == old_sha
+        print(f"vitviz export: {'identical to' if same else 'differs from'} the original {original}",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
