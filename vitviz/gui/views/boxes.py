@@ -1,0 +1,258 @@
+"""Detection boxes as vector items over an ImageView, and the small query x query matrix view.
+
+A detection's colour comes from its rank (highest score first), so a box keeps its colour when the
+threshold changes, and the list, the boxes and the matrix markers agree.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ..colormaps import DEFAULT_COLORMAP, map_values
+from .image_view import ImageView
+
+# Okabe-Ito (colour-blind safe) first, then a few more distinct hues; cycles after that.
+PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+           "#FFFFFF", "#17BECF", "#BCBD22", "#8C564B", "#9467BD")
+
+
+def box_color(rank: int) -> QtGui.QColor:
+    return QtGui.QColor(PALETTE[rank % len(PALETTE)])
+
+
+def text_color(fill: QtGui.QColor) -> QtGui.QColor:
+    """Black on light fills, white on dark ones."""
+    lum = 0.299 * fill.red() + 0.587 * fill.green() + 0.114 * fill.blue()
+    return QtGui.QColor("#000000" if lum > 140 else "#ffffff")
+
+
+def color_icon(color: QtGui.QColor, size: int = 12) -> QtGui.QIcon:
+    pm = QtGui.QPixmap(size, size)
+    pm.fill(color)
+    return QtGui.QIcon(pm)
+
+
+def score_text(p: float) -> str:
+    """Two decimals, three for the small scores of untrained models (0.038, not 0.04)."""
+    return f"{p:.2f}" if p >= 0.1 else f"{p:.3f}"
+
+
+class DetectionList(QtWidgets.QListWidget):
+    """Detections best first, each with its colour; rows are ranks (= colour order)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setToolTip("Detections, best first: select one to see its attention")
+        self.setMinimumHeight(110)
+
+    def set_detections(self, detections, current_query: int | None) -> None:
+        """detections: vitviz.core.analysis.detr.Detection list; no signal is emitted."""
+        with QtCore.QSignalBlocker(self):
+            self.clear()
+            for i, d in enumerate(detections):
+                item = QtWidgets.QListWidgetItem(color_icon(box_color(i)),
+                                                 f"{d.name}  {score_text(d.score)}  · query {d.query}")
+                item.setData(QtCore.Qt.ItemDataRole.UserRole, d.query)
+                self.addItem(item)
+            queries = [d.query for d in detections]
+            self.setCurrentRow(queries.index(current_query) if current_query in queries else -1)
+
+    def set_current(self, rank: int | None) -> None:
+        with QtCore.QSignalBlocker(self):
+            self.setCurrentRow(-1 if rank is None else rank)
+
+
+class DetectionImageView(ImageView):
+    """An ImageView that also reports Shift and the scene position of a click, so a click on a box
+    label can be told from a click on the image."""
+
+    clickedAt = QtCore.Signal(float, float, bool, QtCore.QPointF)  # x, y (original px), shift, scene
+
+    def _on_scene_click(self, event) -> None:
+        if event.button() != QtCore.Qt.MouseButton.LeftButton or event.double():
+            return
+        if not self.vb.sceneBoundingRect().contains(event.scenePos()):
+            return
+        p = self.vb.mapSceneToView(event.scenePos())
+        self.setFocus()
+        shift = bool(event.modifiers() & QtCore.Qt.KeyboardModifier.ShiftModifier)
+        self.clickedAt.emit(p.x(), p.y(), shift, QtCore.QPointF(event.scenePos()))
+
+
+class BoxOverlay:
+    """Rectangles with "label score" tags in a ViewBox; one set per call of set_boxes."""
+
+    Z = 40
+
+    def __init__(self, vb: pg.ViewBox) -> None:
+        self.vb = vb
+        self.rects: dict[int, QtWidgets.QGraphicsRectItem] = {}
+        self.labels: dict[int, pg.TextItem] = {}
+        self.boxes: dict[int, tuple[float, float, float, float]] = {}
+        self.colors: dict[int, QtGui.QColor] = {}
+        self.selected: int | None = None
+
+    def clear(self) -> None:
+        for item in [*self.rects.values(), *self.labels.values()]:
+            self.vb.removeItem(item)
+        self.rects.clear()
+        self.labels.clear()
+        self.boxes.clear()
+        self.colors.clear()
+
+    def set_boxes(self, boxes: list[tuple[int, tuple[float, float, float, float], str, QtGui.QColor]]
+                  ) -> None:
+        """boxes: (query, (x0, y0, x1, y1) original px, label text, colour), drawn in that order."""
+        self.clear()
+        for n, (query, box, text, color) in enumerate(boxes):
+            x0, y0, x1, y1 = box
+            rect = QtWidgets.QGraphicsRectItem(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
+            rect.setZValue(self.Z + (len(boxes) - n) * 0.001)  # best box on top
+            label = pg.TextItem(text, color=text_color(color), fill=pg.mkBrush(color),
+                                anchor=(0, 1) if y0 > 0 else (0, 0))
+            label.setPos(x0, y0)
+            label.setZValue(self.Z + 1 + (len(boxes) - n) * 0.001)
+            self.vb.addItem(rect)
+            self.vb.addItem(label)
+            self.rects[query], self.labels[query] = rect, label
+            self.boxes[query], self.colors[query] = box, color
+        self.set_selected(self.selected)
+
+    def set_selected(self, query: int | None) -> None:
+        """Thick outline for the selected box, thin for the others."""
+        self.selected = query
+        for q, rect in self.rects.items():
+            pen = QtGui.QPen(self.colors[q], 3.5 if q == query else 1.5)
+            if query is not None and q != query:
+                pen.setStyle(QtCore.Qt.PenStyle.DashLine)
+            pen.setCosmetic(True)
+            rect.setPen(pen)
+            self.labels[q].setOpacity(1.0 if query is None or q == query else 0.75)
+            if q == query:  # raise the selected one above its neighbours
+                rect.setZValue(self.Z + 0.5)
+                self.labels[q].setZValue(self.Z + 1.5)
+
+    def label_at(self, scene_pos: QtCore.QPointF) -> int | None:
+        """The query whose label tag is under `scene_pos` (topmost first)."""
+        hits = [q for q, item in self.labels.items()
+                if item.isVisible() and item.sceneBoundingRect().contains(scene_pos)]
+        return max(hits, key=lambda q: self.labels[q].zValue()) if hits else None
+
+    def box_at(self, x: float, y: float) -> int | None:
+        """The smallest box containing original pixel (x, y): the most specific object there."""
+        inside = [(abs((b[2] - b[0]) * (b[3] - b[1])), q) for q, b in self.boxes.items()
+                  if b[0] <= x <= b[2] and b[1] <= y <= b[3]]
+        return min(inside)[1] if inside else None
+
+    def hit(self, x: float, y: float, scene_pos: QtCore.QPointF | None = None) -> int | None:
+        q = self.label_at(scene_pos) if scene_pos is not None else None
+        return q if q is not None else self.box_at(x, y)
+
+
+class QueryMatrixView(pg.GraphicsLayoutWidget):
+    """A k x k matrix between detections (decoder self-attention), with each row and column marked
+    in its detection's colour; up to 6 x 6 the values are printed, in percent. Click a cell (or a
+    row's marker): rowClicked(row), the attending query; a column's marker: rowClicked(col)."""
+
+    rowClicked = QtCore.Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setBackground("#202124")
+        self.plot: pg.PlotItem = self.addPlot(row=0, col=0)
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.plot.invertY(True)
+        self.plot.setAspectLocked(True)
+        self.plot.showAxis("top")
+        self.plot.hideAxis("bottom")
+        self.plot.getAxis("left").setLabel("attending query")
+        self.plot.getAxis("top").setLabel("attended query")
+        for axis in ("left", "top"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)
+        self.image = pg.ImageItem()
+        self.plot.addItem(self.image)
+        self.markers = pg.ScatterPlotItem(symbol="s", pxMode=False, pen=None)
+        self.plot.addItem(self.markers)
+        self.highlight = QtWidgets.QGraphicsRectItem()
+        pen = QtGui.QPen(QtGui.QColor("#ff3b30"), 2)
+        pen.setCosmetic(True)
+        self.highlight.setPen(pen)
+        self.highlight.setZValue(10)
+        self.highlight.setVisible(False)
+        self.plot.addItem(self.highlight)
+        self.texts: list[pg.TextItem] = []
+        self.values = np.zeros((0, 0), np.float32)
+        self.levels = (0.0, 1.0)
+        self.scene().sigMouseClicked.connect(self._on_click)
+
+    def set_matrix(self, values: np.ndarray, labels: list[str], colors: list[QtGui.QColor],
+                   cmap: str = DEFAULT_COLORMAP) -> None:
+        """values (k, k); labels and colors per row/column (the detections, in list order)."""
+        k = values.shape[0]
+        shape_changed = values.shape != self.values.shape
+        self.values = values
+        for t in self.texts:
+            self.plot.removeItem(t)
+        self.texts = []
+        if k == 0:
+            self.image.clear()
+            self.markers.setData([])
+            self.highlight.setVisible(False)
+            for axis in ("left", "top"):
+                self.plot.getAxis(axis).setTicks([[], []])
+            self.plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+            return
+        lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+        if hi <= lo:
+            hi = lo + 1e-6
+        self.levels = (lo, hi)
+        self.image.setImage(map_values(cmap, values, lo, hi), levels=(0, 255))
+        self.image.setRect(QtCore.QRectF(0, 0, k, k))
+        pos = [(i + 0.5, -0.6) for i in range(k)] + [(-0.6, i + 0.5) for i in range(k)]
+        brushes = [pg.mkBrush(c) for c in colors] * 2
+        self.markers.setData(pos=pos, brush=brushes, size=0.8)
+        step = -(-k // 8)  # at most 8 labels per axis: the view is small
+        ticks = [[(i + 0.5, labels[i]) for i in range(0, k, step)], []]
+        self.plot.getAxis("left").setTicks(ticks)
+        self.plot.getAxis("top").setTicks(ticks)
+        if k <= 6:  # few enough to print the numbers, in percent
+            for i in range(k):
+                for j in range(k):
+                    v = values[i, j]
+                    rgb = map_values(cmap, v, lo, hi)[:3]
+                    dark = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] < 140
+                    t = pg.TextItem(f"{100 * v:.1f}", color="#ffffff" if dark else "#000000",
+                                    anchor=(0.5, 0.5))
+                    t.setPos(j + 0.5, i + 0.5)
+                    self.plot.addItem(t)
+                    self.texts.append(t)
+        if shape_changed:
+            self.plot.setRange(xRange=(-1.1, k), yRange=(-1.1, k), padding=0.02)
+
+    def set_selected(self, row: int | None) -> None:
+        k = self.values.shape[0]
+        if row is None or not 0 <= row < k:
+            self.highlight.setVisible(False)
+            return
+        self.highlight.setRect(QtCore.QRectF(0, row, k, 1))
+        self.highlight.setVisible(True)
+
+    def cell_center(self, row: int, col: int) -> QtCore.QPoint:
+        """Widget pixel at the centre of cell (row, col) (for tests and synthetic clicks)."""
+        p = self.plot.vb.mapViewToScene(QtCore.QPointF(col + 0.5, row + 0.5))
+        return self.mapFromScene(p)
+
+    def _on_click(self, event) -> None:
+        if event.button() != QtCore.Qt.MouseButton.LeftButton:
+            return
+        if not self.plot.vb.sceneBoundingRect().contains(event.scenePos()):
+            return
+        p = self.plot.vb.mapSceneToView(event.scenePos())
+        k = self.values.shape[0]
+        row, col = int(np.floor(p.y())), int(np.floor(p.x()))
+        if 0 <= row < k and -1 <= col < k:  # a cell, or the row's colour marker
+            self.rowClicked.emit(row)
+        elif row == -1 and 0 <= col < k:  # a column's colour marker
+            self.rowClicked.emit(col)
