@@ -504,6 +504,10 @@ def _with_caption(fig, request, ctx, parts, right, bottom, theme) -> Figure:
     width = right + MARGIN
     if request.caption:
         cw = width - 2 * MARGIN
+        if request.aspect == "16:9":  # a slide has room beside a tall figure: use it, on the same canvas
+            natural = max(_advance(line, 12.0) for line in fig.caption.splitlines()) + 4
+            cw = max(cw, min(natural, (bottom + 120) * 16 / 9 - 2 * MARGIN))
+            width = cw + 2 * MARGIN
         ch = _wrapped_height(fig.caption, 12.0, cw) + 2
         fig.items.append(Text((MARGIN, bottom + 12, cw, ch), fig.caption, 12.0, theme.muted, wrap=True,
                               align=int(QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignTop)))
