@@ -30,7 +30,11 @@ def get_model(model: str | ModelSpec | None = DEFAULT_MODEL, weights: str | os.P
     from .models.loading import load_model, resolve_device
 
     name = model.name if isinstance(model, ModelSpec) else model
-    key = (name, str(weights), resolve_device(device), precision)
+    stamp = None
+    if weights not in (None, "pretrained", "random") and os.path.isfile(weights):
+        st = os.stat(weights)
+        stamp = (st.st_mtime_ns, st.st_size)  # a checkpoint rewritten in place is reloaded
+    key = (name, str(weights), stamp, resolve_device(device), precision)
     if cache and key in _model_cache:
         return _model_cache[key]
     loaded = load_model(model, weights, device, precision=precision)

@@ -58,14 +58,20 @@ def run(loaded, image, attention_dtype=np.float16):
 
     t0 = time.perf_counter()
     x, transform = prepare(image, loaded.preprocess)
-    model = loaded.module
-    patch = model.patch_size
-    with torch.no_grad(), capture_attention(model, attention_dtype) as store:
-        t1 = time.perf_counter()
-        logits = model(x.unsqueeze(0).to(loaded.device))
-        if loaded.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t2 = time.perf_counter()
+    from ..models.devices import autocast, run_with_oom_fallback
+
+    def forward(loaded):
+        with torch.no_grad(), autocast(loaded), capture_attention(loaded.module, attention_dtype) as store:
+            t1 = time.perf_counter()
+            logits = loaded.module(x.unsqueeze(0).to(loaded.device))
+            if loaded.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t2 = time.perf_counter()
+        return store, logits, t1, t2
+
+    # out of GPU memory: the model moves to the CPU and the forward runs again, with a note
+    store, logits, t1, t2 = run_with_oom_fallback(forward, loaded)
+    patch = loaded.module.patch_size
     attn = np.stack(store)  # (layers, heads, N, N)
     grid = TokenGrid(transform.input_h // patch, transform.input_w // patch, patch, patch, transform)
     prefix = attn.shape[-1] - len(grid)

@@ -98,7 +98,8 @@ def _ensure_extensions() -> None:
     _EXTENSIONS_LOADED = True
     import importlib
 
-    for mod in ("vitviz.core.models.detr_specs", "vitviz.core.models.demo_specs"):
+    for mod in ("vitviz.core.models.detr_specs", "vitviz.core.models.demo_specs",
+                "vitviz.core.models.known_checkpoints"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
