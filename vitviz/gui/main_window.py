@@ -50,6 +50,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.image_path: str | None = None
         self.image_list: list[str] = []
         self.analysis = None
+        self._submitted_setup = self._shown_setup = None  # (model, weights) of the request / the result shown
         self.display = DisplayControls(self.settings)
         self.panels: dict[str, QtWidgets.QWidget] = {}
         self.runner = AnalysisRunner(self)
@@ -266,6 +267,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """(Re)analyse the current image with the current model, in the worker thread."""
         if self.image is None:
             return None
+        # only the latest request's result is ever delivered, so this is what a result belongs to
+        self._submitted_setup = (self.model, self.weights)
         return self.runner.submit(self.image, self.image_name, self.model, self.weights, self.device)
 
     # -- results -------------------------------------------------------------------------------
@@ -287,6 +290,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.stack.setCurrentWidget(panel)
         panel.set_analysis(analysis)
         self.analysis = analysis
+        self._shown_setup = self._submitted_setup
         notes = list(getattr(analysis, "notes", []))
         if not analysis.trained:
             notes.insert(0, "Untrained (random) weights: the maps show how an untrained network mixes "
@@ -299,11 +303,14 @@ class MainWindow(QtWidgets.QMainWindow):
     @QtCore.Slot(str)
     def _on_error(self, message: str) -> None:
         self._error_dialog("Analysis failed", message + "\n\nThe previous result is still shown.")
-        if self.analysis is not None:  # the model that failed is not kept as the current one
-            self.model = self.analysis.model_name
+        if self._shown_setup is not None:  # the model/weights that failed are not kept as current
+            self.model, self.weights = self._shown_setup
             idx = self.model_combo.findData(self.model)
             if idx >= 0:
                 self.model_combo.setCurrentIndex(idx)
+            widx = self.weights_combo.findData(self.weights)
+            if widx >= 0:
+                self.weights_combo.setCurrentIndex(widx)
         self._update_info(self.analysis)
 
     @QtCore.Slot(bool, str)

@@ -54,6 +54,7 @@ class ImageView(pg.GraphicsLayoutWidget):
         for item in (self.base, self.overlay, self.crop_shade, self.grid_lines, self.selection):
             self.vb.addItem(item)
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(DEFAULT_COLORMAP), width=14,
+                                        rounding=1e-6,
                                         interactive=False, colorMapMenu=False)
         self.addItem(self.colorbar, row=1, col=1)
         self.scene().sigMouseClicked.connect(self._on_scene_click)
