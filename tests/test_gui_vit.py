@@ -153,3 +153,19 @@ def test_hover_reports_patch_and_model_view_sits_on_the_crop(qtbot, tmp_path, im
     ex = a.grid.extent()
     assert np.allclose([rect.left(), rect.top(), rect.right(), rect.bottom()], ex, atol=1e-6)
     assert panel.main_view.base.image.shape[:2] == a.model_input.shape[1:]
+
+
+def test_bad_checkpoint_restores_model_and_weights(qtbot, tmp_path, image_file):
+    import torch
+
+    win = make_window(qtbot, tmp_path)
+    a = open_and_wait(qtbot, win, image_file)
+    bad = tmp_path / "wrong.pth"
+    torch.save({"model": {"not.a.vit.weight": torch.zeros(3)}}, bad)
+    with qtbot.waitSignal(win.runner.errorRaised, timeout=60000):
+        win.set_model("test_tiny_vit", str(bad))
+    assert "wrong.pth" in win.last_error and "not.a.vit.weight" in win.last_error
+    assert win.analysis is a and (win.model, win.weights) == ("test_tiny_vit", "random")
+    assert win.weights_combo.currentData() == "random"
+    with qtbot.waitSignal(win.analysisShown, timeout=60000):  # the next image runs on what works
+        win.open_path(str(image_file))
