@@ -252,7 +252,7 @@ def test_bad_view_settings_are_reported(panel, analysis, image_file, tmp_path):
 
 # -- the window: dialog, Ctrl+E, Ctrl+C, and a GUI export re-run headless from its sidecar -----------
 def test_window_export_and_rerun_from_sidecar_is_identical(qtbot, tmp_path, image_file, monkeypatch):
-    from PySide6 import QtGui, QtWidgets
+    from PySide6 import QtCore, QtGui, QtWidgets
 
     from vitviz.cli.export import main as cli
     from vitviz.gui.export_dialog import ExportDialog, copy_view, export_from_dialog
@@ -293,6 +293,16 @@ def test_window_export_and_rerun_from_sidecar_is_identical(qtbot, tmp_path, imag
     assert copy_view(win)
     img: QtGui.QImage = QtWidgets.QApplication.clipboard().image()
     assert not img.isNull() and img.width() > 500
+
+    def fill_in_and_save():  # Ctrl+E's dialog, driven while it runs
+        win.export_dialog.kind_combo.setCurrentIndex(1)
+        win.export_dialog.path_edit.setText(str(tmp_path / "side.pdf"))
+        win.export_dialog._on_accept()
+
+    QtCore.QTimer.singleShot(100, fill_in_and_save)
+    [a for a in win.actions() if a.shortcut().toString() == "Ctrl+E"][0].trigger()
+    side = json.loads((tmp_path / "side.pdf.json").read_text())
+    assert [p["name"] for p in side["panels"]] == ["attention", "rollout"] and side["request"]["format"] == "pdf"
 
 
 # -- the command line ------------------------------------------------------------------------------

@@ -4,12 +4,18 @@ A panel (ViT, Swin, DETR) describes what it can export with one method:
 
     panel.export_sources(settings: dict | None = None) -> ExportSources
 
-`settings` overrides the panel's view_settings() (layer, head, query, colormap, ...): None means
-"what is on screen now"; the CLI passes its options the same way. ExportSources.views maps a view
-name ("attention", "rollout", "grid", "windows", "detections", "head:3", ...) to a MapView (the
-image, a heatmap and vector marks, all in original-image pixels) or a TileGrid (rows x cols of
-small maps). The figure layouts and the PNG/SVG/PDF rendering live in export_figures.py; this
-module holds the data types, the request, the provenance record and the atomic writes.
+`settings` overrides the panel's view_settings(): None means "what is on screen now". The CLI
+passes layer, head (int or "mean"/"max"/"min"), query ("cls" or [row, col]), direction,
+rollout_fusion, discard_ratio, colormap, opacity and grid; a panel uses the keys that apply to it,
+ignores the others, and raises ExportError (a message for the user) for a value out of range.
+ExportSources.settings must hold the resolved, JSON-able settings: sidecars record them, and
+export_sources(those settings) must give the same figure again (`vitviz export --from-sidecar`).
+
+ExportSources.views maps a view name ("attention", "rollout", "grid", "windows", "detections",
+"head:3", ...) to a MapView (the image, a heatmap and vector Shapes, all in original-image pixels)
+or a TileGrid (rows x cols of small maps). The figure layouts and the PNG/SVG/PDF rendering live
+in export_figures.py; this module holds the data types, the request, the provenance record and
+the atomic writes.
 """
 from __future__ import annotations
 

@@ -60,6 +60,7 @@ class ExportDialog(QtWidgets.QDialog):
 
         # comparison
         self.compare_list = QtWidgets.QListWidget()
+        self.compare_list.setMaximumHeight(150)
         for n in self.maps:
             item = QtWidgets.QListWidgetItem(f"{n} — {sources.views[n].title}")
             item.setData(QtCore.Qt.ItemDataRole.UserRole, n)
