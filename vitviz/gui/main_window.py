@@ -350,7 +350,8 @@ class MainWindow(QtWidgets.QMainWindow):
             "Click a patch: query it · Arrow keys: move the query\n"
             "C: class token query · D: attention from / to the query\n"
             "Page Up / Page Down: layer · [ and ]: head (or fused heads)\n"
-            "G: token grid · Ctrl+O: open · Ctrl+V: paste image · Alt+Left/Right: previous/next image\n"
+            "G: token grid · M: what the model sees · Ctrl+O: open · Ctrl+V: paste image\n"
+            "Alt+Left/Right: previous/next image · Ctrl+E: export view · Ctrl+C: copy view as image\n"
             "Mouse wheel: zoom (views are linked) · drag: pan"))
 
     def show_about(self) -> None:
