@@ -1,0 +1,64 @@
+"""Pieces every family panel needs the same way: the head selector, the top-5 list, the base image
+(photo or what the model sees) and the message for a click that hits no token."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from ...core.analysis.heads import FUSIONS
+
+
+def fill_head_combo(combo: QtWidgets.QComboBox, heads: int, current: int | str) -> int | str:
+    """Fusions first, then each head. Keeps `current` when it still exists, else "mean"; returns
+    what is selected. Emits no signals."""
+    if isinstance(current, int) and not 0 <= current < heads:
+        current = "mean"
+    with QtCore.QSignalBlocker(combo):
+        combo.clear()
+        for f in FUSIONS:
+            combo.addItem(f"all heads: {f}", f)
+        for h in range(heads):
+            combo.addItem(f"head {h}", h)
+        combo.setCurrentIndex(combo.findData(current))
+    return current
+
+
+def head_text(head: int | str) -> str:
+    return f"head {head}" if isinstance(head, int) else f"heads {head}"
+
+
+def fill_predictions(widget: QtWidgets.QListWidget, analysis, k: int = 5) -> None:
+    widget.clear()
+    for p in analysis.top_predictions(k):
+        widget.addItem(f"{p.probability * 100:5.1f}%  {p.label}")
+    if analysis.logits is None:
+        widget.addItem("(checkpoint has no classifier head)")
+
+
+def predictions_list() -> QtWidgets.QListWidget:
+    w = QtWidgets.QListWidget()
+    w.setMaximumHeight(120)
+    w.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+    return w
+
+
+def model_view_check() -> QtWidgets.QCheckBox:
+    check = QtWidgets.QCheckBox("Show what the model sees")
+    check.setToolTip("Replace the photo by the model's input: resized, cropped, de-normalised (M)")
+    return check
+
+
+def show_base_image(views, analysis, model_view: bool) -> None:
+    """The photo, or the model's own input placed where it came from (same coordinates)."""
+    for view in views:
+        view.set_image(np.asarray(analysis.image))  # keeps the view range keyed to the photo size
+        if model_view:
+            view.set_image(analysis.input_image(), rect=analysis.grid.extent())
+
+
+def miss_message(analysis, x: float, y: float, what: str = "patch") -> str:
+    """Why a click at original pixel (x, y) selects nothing."""
+    w, h = analysis.image.size
+    why = "outside the image" if not (0 <= x < w and 0 <= y < h) else \
+        "in a part of the image the model's preprocessing cropped away"
+    return f"No {what} at ({x:.0f}, {y:.0f}): that point is {why}."
