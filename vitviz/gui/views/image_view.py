@@ -56,6 +56,7 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(DEFAULT_COLORMAP), width=14,
                                         rounding=1e-6,
                                         interactive=False, colorMapMenu=False)
+        self.colorbar.axis.setWidth(None)  # size to the labels: attention values like 0.0012 need room
         self.addItem(self.colorbar, row=1, col=1)
         self.scene().sigMouseClicked.connect(self._on_scene_click)
         self.scene().sigMouseMoved.connect(self._on_scene_move)
