@@ -1,12 +1,13 @@
 """Start the desktop app: window first, torch later (in the worker thread)."""
 from __future__ import annotations
 
+import os
 import sys
 
 
 def run_app(images: list[str] | None = None, model: str | None = None, weights: str | None = None,
             device: str = "cpu") -> int:
-    from PySide6 import QtCore, QtGui, QtWidgets
+    from PySide6 import QtGui, QtWidgets
 
     from ..core.resources import resource_path, sample_images
     from .main_window import MainWindow
@@ -19,9 +20,42 @@ def run_app(images: list[str] | None = None, model: str | None = None, weights: 
     if icon.is_file():
         app.setWindowIcon(QtGui.QIcon(str(icon)))
     win = MainWindow(model=model, weights=weights, device=device)
+    # `vitviz bench` start-up rows only (off unless the variable is set): print timestamps at the
+    # first window paint / first attention map painted, then exit. See vitviz/bench/startup.py.
+    if os.environ.get("VITVIZ_BENCH_STARTUP"):
+        from ..bench.startup import install_probe
+
+        install_probe(app, win, os.environ["VITVIZ_BENCH_STARTUP"])
     win.show()
     # Open after the first paint, so the window is up before torch is imported.
     paths = images or [str(p) for p in sample_images()[:1]]
     if paths:
-        QtCore.QTimer.singleShot(0, lambda: win.set_image_list(paths))
+        _after_first_paint(app, win, lambda: win.set_image_list(paths))
     return app.exec()
+
+
+def _after_first_paint(app, win, then, fallback_ms: int = 2000) -> None:
+    """Call `then` once the window's first paint is over (or after `fallback_ms` if no paint comes,
+    e.g. a platform that never exposes the window). A 0 ms timer alone can fire before the first
+    paint, and the worker then imports torch while the window is still blank (the GIL is held for
+    most of that import, so the paint waits for it)."""
+    from PySide6 import QtCore
+
+    class FirstPaint(QtCore.QObject):
+        done = False
+
+        def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
+            if event.type() == QtCore.QEvent.Type.Paint and obj.isWidgetType() and obj.window() is win:
+                app.removeEventFilter(self)
+                QtCore.QTimer.singleShot(0, self.fire)  # runs when this paint pass has finished
+            return False
+
+        def fire(self) -> None:
+            if not self.done:
+                self.done = True
+                app.removeEventFilter(self)
+                then()
+
+    win._first_paint_filter = f = FirstPaint(win)
+    app.installEventFilter(f)
+    QtCore.QTimer.singleShot(fallback_ms, f.fire)
