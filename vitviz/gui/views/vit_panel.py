@@ -25,6 +25,10 @@ class ViTPanel(QtWidgets.QWidget):
         self.head: int | str = "mean"
         self.query: tuple[int, int] | str = "cls"
         self.direction = "from"
+        # what the token-grid lines and the heads x layers grid were last drawn for: redrawing
+        # them when that has not changed cost a third of a layer/head switch (vitviz bench)
+        self._lines_for: tuple | None = None
+        self._grid_for: tuple | None = None
 
         self.main_view = ImageView("Attention")
         self.rollout_view = ImageView("Rollout")
@@ -235,8 +239,11 @@ class ViTPanel(QtWidgets.QWidget):
         a, d = self.analysis, self.display
         xs, ys = a.grid.edges()
         sel = None if self.query == "cls" else a.grid.rect(*self.query)
+        if self._lines_for is None or self._lines_for[0] is not a or self._lines_for[1] != d.show_grid:
+            for view in (self.main_view, self.rollout_view):
+                view.set_grid(xs, ys, d.show_grid)
+            self._lines_for = (a, d.show_grid)
         for view in (self.main_view, self.rollout_view):
-            view.set_grid(xs, ys, d.show_grid)
             view.set_selection(sel)
         self.query_label.setText("query: CLS" if self.query == "cls" else
                                  f"query: patch (row {self.query[0]}, col {self.query[1]})")
@@ -255,7 +262,10 @@ class ViTPanel(QtWidgets.QWidget):
         head = f"head {self.head}" if isinstance(self.head, int) else f"heads {self.head}"
         q = "CLS" if self.query == "cls" else f"patch {self.query}"
         self.main_view.set_title(f"Attention {self.direction} {q} · layer {self.layer} · {head}")
-        self.grid_view.set_maps(a.head_maps(self.query, self.direction), d.colormap)
+        shown = self._grid_for  # a layer or head switch leaves the grid's tiles as they are
+        if shown is None or shown[0] is not a or shown[1:] != (self.query, self.direction, d.colormap):
+            self.grid_view.set_maps(a.head_maps(self.query, self.direction), d.colormap)
+            self._grid_for = (a, self.query, self.direction, d.colormap)
         self.grid_view.set_selected(self.layer, self.head if isinstance(self.head, int) else None)
 
     def refresh_rollout(self) -> None:
