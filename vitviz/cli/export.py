@@ -35,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "several, comma-separated, side by side on one colour scale")
     p.add_argument("--layer", type=int, default=-1, help="layer (negative counts from the end; default last)")
     p.add_argument("--head", default="mean", help="head index, or mean|max|min over heads (default mean)")
-    p.add_argument("--query", default="cls", help="ROW,COL of a patch, or cls (default)")
+    p.add_argument("--query", default="cls",
+                   help="ROW,COL of a patch (DETR: an encoder cell), or cls (default); DETR: N = the "
+                        "N-th detection (0 = best), qN = object query N")
+    p.add_argument("--threshold", type=float, help="DETR: show detections scoring above this (default 0.7)")
     p.add_argument("--direction", choices=("from", "to"), default="from",
                    help="attention from the query (where it looks) or to it")
     p.add_argument("--fusion", choices=("mean", "max", "min"), default="mean", help="rollout head fusion")
@@ -74,12 +77,15 @@ def _indices(spec: str | None, what: str) -> list[int] | None:
 
 
 def _query(text: str):
-    if text.strip().lower() == "cls":
+    t = text.strip().lower()
+    if t == "cls":
         return "cls"
+    if t.isdigit() or (t[:1] == "q" and t[1:].isdigit()):  # DETR: a detection, or an object query
+        return int(t) if t.isdigit() else t
     try:
         row, col = (int(v) for v in text.split(","))
     except ValueError:
-        raise SystemExit(f"vitviz export: error: --query wants ROW,COL or cls, not {text!r}")
+        raise SystemExit(f"vitviz export: error: --query wants ROW,COL, cls, N or qN, not {text!r}")
     return [row, col]
 
 
@@ -153,9 +159,12 @@ class Progress:
 
 def _settings(args) -> dict:
     head = args.head if not str(args.head).lstrip("-").isdigit() else int(args.head)
-    return {"layer": args.layer, "head": head, "query": _query(args.query), "direction": args.direction,
-            "rollout_fusion": args.fusion, "discard_ratio": args.discard, "colormap": args.colormap,
-            "opacity": args.opacity, "grid": not args.no_grid}
+    s = {"layer": args.layer, "head": head, "query": _query(args.query), "direction": args.direction,
+         "rollout_fusion": args.fusion, "discard_ratio": args.discard, "colormap": args.colormap,
+         "opacity": args.opacity, "grid": not args.no_grid}
+    if args.threshold is not None:
+        s["threshold"] = args.threshold
+    return s
 
 
 def _request(args, fmt: str):
@@ -234,6 +243,11 @@ def _run(args, files, failures, request, out, to_file) -> int:
     except (ExportError, KeyError, ValueError, OSError) as exc:
         print(f"vitviz export: {_message(exc)}", file=sys.stderr)
         return 1
+    query = request.settings.get("query")
+    if loaded.spec.family != "detr" and query != "cls" and not isinstance(query, list):
+        print(f"vitviz export: --query {args.query} (a detection or object query) is for DETR models; "
+              "give ROW,COL or cls", file=sys.stderr)
+        return 2
     for note in loaded.notes:
         progress.message(f"note: {note}")
     slug = "+".join(v.replace(":", "") for v in request.views)

@@ -12,7 +12,7 @@ import numpy as np
 from PySide6 import QtCore
 
 from .colormaps import map_values
-from .export import ExportContext, ExportError, ExportRequest, ExportSources, TileGrid
+from .export import ExportContext, ExportError, ExportRequest, ExportSources, MapView, TileGrid
 from .export_painter import (THEMES, Colorbar, Figure, MapPanel, Text, Theme, Tiles, elide, text_width,
                              wrapped_height)
 from .views.head_grid import normalise_tiles
@@ -41,6 +41,12 @@ def nice_ticks(lo: float, hi: float, most: int = 7) -> list[float]:
             break
     first = math.ceil(lo / step - 1e-9) * step
     return [round(float(v), 12) for v in np.arange(first, hi + step * 1e-6, step)]
+
+
+def shown_rect(v: MapView) -> tuple:
+    """What a whole-view export shows: the image where there is one, as on screen (a map overhanging
+    it, over the padded edge of a DETR input, is cut at the image's edge), else the map."""
+    return v.placed_image_rect() or v.full_rect()
 
 
 def _fmt(v: float) -> str:
@@ -134,7 +140,7 @@ def _maps_figure(views, sources, request, ctx, theme) -> Figure:
     ncols = n if n <= 4 else math.ceil(n / math.ceil(n / 4))
     nrows = math.ceil(n / ncols)
     base = {1: 640.0, 2: 460.0, 3: 380.0}.get(n, 300.0)
-    regions = [region or v.full_rect() for v in views]
+    regions = [region or shown_rect(v) for v in views]
     a = max(1e-6, (regions[0][2] - regions[0][0]) / max(1e-6, regions[0][3] - regions[0][1]))
     pw, ph = base, base / a
     if ph > base * 1.2:
@@ -220,8 +226,8 @@ def _grid_figure(name, g: TileGrid, sources, request, ctx, theme) -> Figure:
         ticks, bar_label = None, g.value_label
     else:
         raise ExportError(f"unknown tile scale {request.tile_scale!r} (use tile or shared)")
-    rgb = map_values(sources.colormap, np.nan_to_num(norm, nan=lo), lo, hi)[..., :3]
-    rgb[~np.isfinite(norm)] = 0
+    rgba = map_values(sources.colormap, np.nan_to_num(norm, nan=lo), lo, hi)
+    rgba[~np.isfinite(norm)] = 0  # no value (DETR padding): transparent, never a colour of the scale
     ta = g.tile_aspect or c / r
     box_w, box_h = (1180.0, 600.0) if request.aspect == "16:9" else (960.0, 880.0)
     tw = min(box_w / C, box_h / R * ta, 150.0)
@@ -254,7 +260,7 @@ def _grid_figure(name, g: TileGrid, sources, request, ctx, theme) -> Figure:
         sel = (rows.index(g.selected[0]), None if g.selected[1] is None else cols.index(g.selected[1]))
         if sel[1] is None and len(cols) != H:
             sel = None  # a whole-row outline over a subset of heads would mislead
-    fig.items.append(Tiles((gx, gy), (tw, th), gap, rgb, sel))
+    fig.items.append(Tiles((gx, gy), (tw, th), gap, rgba, sel))
     fig.panels.append({"name": name, "title": g.title, "rect": [gx, gy, gx + gw, gy + gh],
                        "origin": [gx, gy], "tile": [tw, th], "gap": gap,
                        "rows": rows, "cols": cols, "tile_scale": request.tile_scale, **g.meta})

@@ -38,6 +38,12 @@ def qcolor(c) -> QtGui.QColor:
     return QtGui.QColor(*[int(v) for v in c])
 
 
+def label_text_color(fill) -> QtGui.QColor:
+    """Black on light fills, white on dark ones (perceived luminance, as the views' box labels)."""
+    lum = 0.299 * fill[0] + 0.587 * fill[1] + 0.114 * fill[2]
+    return QtGui.QColor(0, 0, 0) if lum > 140 else QtGui.QColor(255, 255, 255)
+
+
 def font(size: float, bold: bool = False) -> QtGui.QFont:
     f = QtGui.QFont(FONT)
     f.setPixelSize(max(1, int(round(size))))
@@ -246,13 +252,16 @@ class MapPanel:
             segs = [s for s in (_clip_segment(*e, R) for e in edges) if s]
             p.setPen(pen)
             p.drawLines([QtCore.QLineF(X(a), Y(b), X(c), Y(d)) for a, b, c, d in segs])
-        if shape.label and R[0] <= x0 < R[2] and R[1] <= y0 < R[3]:
+        if shape.label:  # at the top-left corner of the part shown, kept inside the panel
             size = 11.0
-            tw = text_width(shape.label, size) + 6
-            box = QtCore.QRectF(X(x0), Y(y0), tw, size + 6)
+            tw, th = text_width(shape.label, size) + 6, size + 6
+            px, py, pw, ph = self.rect
+            bx = max(px, min(X(inside[0]), px + pw - tw))
+            by = max(py, min(Y(inside[1]), py + ph - th))
+            box = QtCore.QRectF(bx, by, tw, th)
             p.fillRect(box, qcolor(shape.color))
             p.setFont(font(size))
-            p.setPen(QtGui.QColor(255, 255, 255) if sum(shape.color[:3]) < 500 else QtGui.QColor(0, 0, 0))
+            p.setPen(label_text_color(shape.color))
             p.drawText(box, int(QtCore.Qt.AlignmentFlag.AlignCenter), shape.label)
 
 
@@ -261,7 +270,7 @@ class Tiles:
     origin: tuple  # x, y of tile (0, 0)
     tile: tuple  # w, h
     gap: float
-    rgb: np.ndarray  # (R, C, r, c, 3) uint8
+    rgba: np.ndarray  # (R, C, r, c, 4) uint8; alpha 0 (the background shows) where no value
     selected: tuple | None  # (row, col | None) in shown indices
 
     def rect(self, i: int, j: int) -> QtCore.QRectF:
@@ -269,12 +278,12 @@ class Tiles:
         return QtCore.QRectF(x + j * (w + self.gap), y + i * (h + self.gap), w, h)
 
     def paint(self, p: QtGui.QPainter, vector: bool) -> None:
-        R, C, r, c, _ = self.rgb.shape
+        R, C, r, c, _ = self.rgba.shape
         k = max(1, math.ceil(VECTOR_TILE_PX / max(r, c))) if vector else 1
         p.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform, False)
         for i in range(R):
             for j in range(C):
-                p.drawImage(self.rect(i, j), qimage(_upsample(self.rgb[i, j], k)))
+                p.drawImage(self.rect(i, j), qimage(_upsample(self.rgba[i, j], k)))
         if self.selected is not None:
             i, j = self.selected
             rect = self.rect(i, j) if j is not None else self.rect(i, 0).united(self.rect(i, C - 1))

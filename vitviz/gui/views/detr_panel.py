@@ -501,5 +501,15 @@ class DetrPanel(QtWidgets.QWidget):
                 "layer": self.layer,
                 "decoder_layer": self.decoder_layer if self.analysis is not None else None,
                 "encoder_layer": self.encoder_layer if self.analysis is not None else None,
-                "head": self.head, "direction": self.direction, "grid": self.focus,
+                "head": self.head, "direction": self.direction, "focus": self.focus,
                 **self.display.settings()}
+
+    # -- export --------------------------------------------------------------------------------
+    def export_sources(self, settings: dict | None = None):
+        """What this panel can export (vitviz.gui.export), for view_settings() updated with
+        `settings` (None: what is on screen): "detections", "attention", "encoder", "grid", "head:H".
+        The settings keys (threshold, layer, head, query as a detection number or qN, point, ...)
+        are documented in detr_export."""
+        from .detr_export import export_sources
+
+        return export_sources(self, settings)
