@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model name (see `vitviz models`; default vit_b_16)")
     p.add_argument("--weights", default="pretrained", help="pretrained, random, or a checkpoint file")
     p.add_argument("--device", help="cpu (default), cuda, mps or auto")
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing pretrained weights first (progress on stderr)")
     p.add_argument("--view", default="attention",
                    help="attention, rollout, grid, windows (Swin), detections (DETR), head:N; "
                         "several, comma-separated, side by side on one colour scale")
@@ -237,6 +239,11 @@ def _run(args, files, failures, request, out, to_file) -> int:
     progress = Progress(len(files))
     missing = len(failures)  # inputs that did not exist
     model = args.model or DEFAULT_MODEL
+    if getattr(args, "download", False) and args.weights == "pretrained":
+        from ..__main__ import fetch_weights
+
+        if fetch_weights(model):
+            return 1
     try:
         loaded = get_model(model, args.weights, args.device or "cpu")
         panel = make_panel(loaded.spec.family, args.colormap)

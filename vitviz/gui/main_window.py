@@ -9,7 +9,9 @@ from pathlib import Path
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..core.image import ImageLoadError, load_image
-from ..core.models.registry import all_specs, get_spec
+from ..core.models.registry import get_spec
+from .download import DownloadController
+from .model_picker import ModelPicker
 from .views.controls import DisplayControls
 from .worker import AnalysisRunner
 
@@ -32,7 +34,7 @@ def default_model() -> str:
 class MainWindow(QtWidgets.QMainWindow):
     analysisShown = QtCore.Signal(object)  # after a new result is on screen (tests, benchmark)
 
-    def __init__(self, model: str | None = None, weights: str | None = None, device: str = "cpu",
+    def __init__(self, model: str | None = None, weights: str | None = None, device: str | None = None,
                  settings: QtCore.QSettings | None = None):
         super().__init__()
         self.setWindowTitle("vitviz")
@@ -44,7 +46,7 @@ class MainWindow(QtWidgets.QMainWindow):
         except KeyError:
             self.model = default_model()
         self.weights = weights or str(self.settings.value("model/weights", "pretrained"))
-        self.device = device
+        self.device = device or str(self.settings.value("model/device", "auto"))  # remembered by the picker
         self.image = None
         self.image_name = ""
         self.image_path: str | None = None
@@ -77,6 +79,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_toolbar()
         self._build_menus()
         self._build_status()
+        self.downloads = DownloadController(self)  # pretrained weights: ask, fetch with progress, cancel
+        if self.picker.last_notice:
+            self._on_notice(self.picker.last_notice)
         geom = self.settings.value("window/geometry")
         if geom is not None:
             self.restoreGeometry(geom)
@@ -91,32 +96,16 @@ class MainWindow(QtWidgets.QMainWindow):
         open_act = tb.addAction("Open…")
         open_act.triggered.connect(self.open_dialog)
         tb.addSeparator()
-        tb.addWidget(QtWidgets.QLabel(" Model "))
-        self.model_combo = QtWidgets.QComboBox()
-        self.model_combo.setMinimumWidth(200)
-        group = None
-        for spec in all_specs():
-            if spec.group.startswith("Test"):
-                continue
-            if spec.group != group:
-                group = spec.group
-                self.model_combo.addItem(f"— {group} —")
-                item = self.model_combo.model().item(self.model_combo.count() - 1)
-                item.setEnabled(False)
-            self.model_combo.addItem(spec.label, spec.name)
-        idx = self.model_combo.findData(self.model)
-        self.model_combo.setCurrentIndex(max(idx, 0))
-        self.model_combo.activated.connect(self._on_model_combo)
-        tb.addWidget(self.model_combo)
-        tb.addWidget(QtWidgets.QLabel(" Weights "))
-        self.weights_combo = QtWidgets.QComboBox()
-        self.weights_combo.addItem("pretrained", "pretrained")
-        self.weights_combo.addItem("random (untrained)", "random")
-        if self.weights not in ("pretrained", "random"):
-            self.weights_combo.addItem(os.path.basename(self.weights), self.weights)
-        self.weights_combo.setCurrentIndex(self.weights_combo.findData(self.weights))
-        self.weights_combo.activated.connect(self._on_weights_combo)
-        tb.addWidget(self.weights_combo)
+        # model (by family, with the state of its weights), weights (recent checkpoints), device
+        self.picker = ModelPicker(self.settings, self.model, self.weights, self.device)
+        self.device = self.picker.device  # a GPU that is not there falls back to auto
+        self.model_combo, self.weights_combo = self.picker.model_combo, self.picker.weights_combo
+        self.device_combo = self.picker.device_combo
+        self.picker.modelChosen.connect(self.set_model)
+        self.picker.deviceChosen.connect(self.set_device)
+        self.picker.openCheckpointRequested.connect(self.open_checkpoint_dialog)
+        self.picker.notice.connect(self._on_notice)
+        tb.addWidget(self.picker)
 
     def _build_menus(self) -> None:
         m = self.menuBar().addMenu("&File")
@@ -233,38 +222,50 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run()
 
     # -- models --------------------------------------------------------------------------------
+    @QtCore.Slot(str, str)
     def set_model(self, name: str, weights: str | None = None) -> None:
+        """Switch model and/or weights (shown at once; a run in progress is superseded)."""
         self.model = name
         if weights is not None:
             self.weights = weights
         self.settings.setValue("model/name", name)
         if self.weights in ("pretrained", "random"):
             self.settings.setValue("model/weights", self.weights)
-        idx = self.model_combo.findData(name)
-        if idx >= 0:
-            self.model_combo.setCurrentIndex(idx)
+        self.picker.set_current(self.model, self.weights, self.device)
+        self.downloads.forget(name)  # an explicit choice: ask again if its weights are missing
         self._update_info()
         self.run()
 
-    def _on_model_combo(self, index: int) -> None:
-        name = self.model_combo.itemData(index)
-        if name and name != self.model:
-            self.set_model(name)
+    @QtCore.Slot(str)
+    def set_device(self, device: str) -> None:
+        self.device = device
+        self.picker.set_current(self.model, self.weights, device)
+        self._update_info()
+        self.run()
 
-    def _on_weights_combo(self, index: int) -> None:
-        self.set_model(self.model, self.weights_combo.itemData(index))
+    @QtCore.Slot(str)
+    def _on_notice(self, text: str) -> None:
+        self.statusBar().showMessage(text, 10000)
 
     def open_checkpoint_dialog(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
             self, "Open checkpoint", str(Path.home()), "Checkpoints (*.pth *.pt *.safetensors);;All files (*)")
         if path:
-            if self.weights_combo.findData(path) < 0:
-                self.weights_combo.addItem(os.path.basename(path), path)
-            self.weights_combo.setCurrentIndex(self.weights_combo.findData(path))
             self.set_model(self.model, path)
+
+    def restore_shown_setup(self) -> bool:
+        """Back to the model and weights of the result on screen (after a failure); False if none."""
+        if self._shown_setup is None:
+            return False
+        self.model, self.weights = self._shown_setup
+        self.picker.set_current(self.model, self.weights, self.device)
+        self._update_info(self.analysis)
+        return True
 
     def run(self) -> int | None:
         """(Re)analyse the current image with the current model, in the worker thread."""
+        if self.downloads.intercept(self.model, self.weights):
+            return None  # asked; a download runs the model when it is done (or the choice was undone)
         if self.image is None:
             return None
         # only the latest request's result is ever delivered, so this is what a result belongs to
@@ -291,6 +292,11 @@ class MainWindow(QtWidgets.QMainWindow):
         panel.set_analysis(analysis)
         self.analysis = analysis
         self._shown_setup = self._submitted_setup
+        if self._shown_setup is not None:
+            self.picker.remember(*self._shown_setup)
+            if self._shown_setup[1] == "pretrained" and not analysis.trained:
+                # weights missing, found out by the worker (states were not known yet): offer them
+                QtCore.QTimer.singleShot(0, lambda setup=self._shown_setup: self._offer_weights(*setup))
         notes = list(getattr(analysis, "notes", []))
         if not analysis.trained:
             notes.insert(0, "Untrained (random) weights: the maps show how an untrained network mixes "
@@ -303,18 +309,17 @@ class MainWindow(QtWidgets.QMainWindow):
     @QtCore.Slot(str)
     def _on_error(self, message: str) -> None:
         self._error_dialog("Analysis failed", message + "\n\nThe previous result is still shown.")
-        if self._shown_setup is not None:  # the model/weights that failed are not kept as current
-            self.model, self.weights = self._shown_setup
-            idx = self.model_combo.findData(self.model)
-            if idx >= 0:
-                self.model_combo.setCurrentIndex(idx)
-            widx = self.weights_combo.findData(self.weights)
-            if widx >= 0:
-                self.weights_combo.setCurrentIndex(widx)
+        self.restore_shown_setup()  # the model/weights that failed are not kept as current
         self._update_info(self.analysis)
+
+    def _offer_weights(self, model: str, weights: str) -> None:
+        if (self.model, self.weights) == (model, weights):
+            self.downloads.intercept(model, weights)  # asks once; a download reruns the model
 
     @QtCore.Slot(bool, str)
     def _on_busy(self, busy: bool, text: str) -> None:
+        if busy:
+            self.picker.scan_once()  # torch is being imported for the run anyway: read weights states
         self.progress.setVisible(busy)
         self.busy_label.setText(text)
 
@@ -379,5 +384,6 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
+        self.downloads.shutdown()
         self.runner.shutdown()
         super().closeEvent(event)
