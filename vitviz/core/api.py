@@ -36,12 +36,21 @@ def get_model(model: str | ModelSpec | None = DEFAULT_MODEL, weights: str | os.P
         stamp = (st.st_mtime_ns, st.st_size)  # a checkpoint rewritten in place is reloaded
     key = (name, str(weights), stamp, resolve_device(device), precision)
     if cache and key in _model_cache:
-        return _model_cache[key]
+        hit = _model_cache[key]
+        if not (hit.weights == "random" and weights in (None, "pretrained") and _pretrained_on_disk(hit.spec)):
+            return hit
+        # it ran untrained because its weights were missing; they have been downloaded since
     loaded = load_model(model, weights, device, precision=precision)
     if cache:
         _model_cache.clear()  # one model resident: they are hundreds of MB each
         _model_cache[key] = loaded
     return loaded
+
+
+def _pretrained_on_disk(spec) -> bool:
+    from .models.weights import weights_state
+
+    return weights_state(spec) == "cached"
 
 
 def analyze(image: ImageSource, model=None, weights: str | os.PathLike | None = None,

@@ -380,3 +380,15 @@ def figure_qimage(sources: ExportSources, request: ExportRequest, ctx: ExportCon
     from .export_figures import build_figure, render_qimage
 
     return render_qimage(build_figure(sources, request, ctx), request)
+
+
+def parse_head(value, heads: int, where: str = "the model") -> int | str:
+    """An export's head setting -> a head index or a fusion name; ExportError says what is wrong."""
+    from ..core.analysis.heads import FUSIONS
+
+    head = int(value) if isinstance(value, (int, np.integer)) or str(value).isdigit() else str(value)
+    if isinstance(head, int) and not 0 <= head < heads:
+        raise ExportError(f"head {head} is out of range ({where} has {heads} heads: 0..{heads - 1})")
+    if isinstance(head, str) and head not in FUSIONS:
+        raise ExportError(f"head must be a number or one of {', '.join(FUSIONS)}, not {head!r}")
+    return head

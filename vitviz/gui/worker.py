@@ -39,13 +39,6 @@ class _Worker(QtCore.QObject):
 
             self.progress.emit(req.id, f"Loading {req.model}…")
             loaded = get_model(req.model, req.weights, req.device)
-            if req.weights == "pretrained" and not loaded.trained and _weights_on_disk(loaded.spec):
-                # loaded untrained before its weights were downloaded: get_model keys its cache by
-                # (name, "pretrained"), so drop that entry and load the weights now on disk
-                from ..core import api
-
-                api._model_cache.clear()
-                loaded = get_model(req.model, req.weights, req.device)
             if req.id != self._latest():
                 return
             self.progress.emit(req.id, f"Running {req.model} on {req.image_name}…")
@@ -56,12 +49,6 @@ class _Worker(QtCore.QObject):
             msg = str(exc) or type(exc).__name__
             self.failed.emit(req.id, msg if "Error" in type(exc).__name__ and str(exc) else
                              f"{type(exc).__name__}: {msg}\n\n{traceback.format_exc(limit=3)}")
-
-
-def _weights_on_disk(spec) -> bool:
-    from ..core.models.weights import cached_weights_path
-
-    return cached_weights_path(spec) is not None
 
 
 class AnalysisRunner(QtCore.QObject):

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..geometry import TokenGrid
+from .common import ModelInputMixin
 from .heads import fuse_heads
 
 Head = Union[int, str]  # head index or "mean" | "max" | "min"
@@ -49,7 +50,7 @@ def boxes_to_pixels(boxes_cxcywh: np.ndarray, width: float, height: float) -> np
 
 
 @dataclass
-class DetrAnalysis:
+class DetrAnalysis(ModelInputMixin):
     family = "detr"
 
     image: Image.Image  # the original image, RGB
@@ -215,12 +216,6 @@ class DetrAnalysis:
         idx = np.asarray([self._query(q) for q in queries], dtype=int)
         a = self.dec_self[self._layer(layer, self.num_layers)]  # (heads, Q, Q)
         return fuse_heads(a[:, idx[:, None], idx[None, :]], head, axis=0).astype(np.float32)
-
-    def input_image(self) -> np.ndarray:
-        """The model input de-normalised to (H, W, 3) uint8: "what the model sees" (padding black)."""
-        x = (self.model_input * np.asarray(self.input_std)[:, None, None]
-             + np.asarray(self.input_mean)[:, None, None])
-        return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
 
     # -- checks --------------------------------------------------------------------------------
     @staticmethod

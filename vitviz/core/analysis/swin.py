@@ -16,7 +16,7 @@ from PIL import Image
 from ..geometry import TokenGrid
 from . import windows as win
 from .heads import fuse_heads
-from .predictions import Prediction, softmax, top_predictions
+from .common import ClassifierMixin
 from .windows import Rect, WindowLayout, WindowSlot
 
 Head = Union[int, str]  # head index or "mean" | "max" | "min"
@@ -74,7 +74,7 @@ class MergeStep:
 
 
 @dataclass
-class SwinAnalysis:
+class SwinAnalysis(ClassifierMixin):
     family = "swin"
 
     image: Image.Image  # the original image, RGB
@@ -220,17 +220,6 @@ class SwinAnalysis:
         return steps
 
     # --- predictions and input -------------------------------------------------------------
-    def probabilities(self) -> np.ndarray | None:
-        return None if self.logits is None else softmax(self.logits)
-
-    def top_predictions(self, k: int = 5) -> list[Prediction]:
-        return top_predictions(self.logits, self.class_names, k)
-
-    def input_image(self) -> np.ndarray:
-        """The model input de-normalised to (H, W, 3) uint8: "what the model sees"."""
-        x = self.model_input * np.asarray(self.input_std)[:, None, None] + np.asarray(self.input_mean)[:, None, None]
-        return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
-
     def _stage(self, stage: int) -> int:
         n = self.num_stages
         if not -n <= stage < n:

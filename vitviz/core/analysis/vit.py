@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..geometry import TokenGrid
 from .heads import fuse_heads
-from .predictions import Prediction, softmax, top_predictions
+from .common import ClassifierMixin
 from .rollout import rollout_matrix
 
 Query = Union[str, Sequence[int]]  # "cls" or (row, col)
@@ -20,7 +20,7 @@ Head = Union[int, str]  # head index or "mean" | "max" | "min"
 
 
 @dataclass
-class ViTAnalysis:
+class ViTAnalysis(ClassifierMixin):
     family = "vit"
 
     image: Image.Image  # the original image, RGB
@@ -99,17 +99,6 @@ class ViTAnalysis:
         new query costs one row lookup)."""
         r = self.rollout_matrix(head_fusion, discard_ratio)
         return self._patch_values(r[self.token_index(query)]).astype(np.float32)
-
-    def probabilities(self) -> np.ndarray | None:
-        return None if self.logits is None else softmax(self.logits)
-
-    def top_predictions(self, k: int = 5) -> list[Prediction]:
-        return top_predictions(self.logits, self.class_names, k)
-
-    def input_image(self) -> np.ndarray:
-        """The model input de-normalised to (H, W, 3) uint8: "what the model sees"."""
-        x = self.model_input * np.asarray(self.input_std)[:, None, None] + np.asarray(self.input_mean)[:, None, None]
-        return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
 
     def _layer(self, layer: int) -> int:
         if not -self.num_layers <= layer < self.num_layers:

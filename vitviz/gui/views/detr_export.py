@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...core.analysis.heads import FUSIONS
 from .boxes import box_color, score_text
 from .panel_common import head_text
 
@@ -93,7 +92,7 @@ def _check_cell(a, row: int, col: int) -> tuple[int, int]:
 def resolve(panel, settings: dict | None) -> dict:
     """The panel's settings with `settings` applied, checked. ExportError names what is wrong."""
     from ..colormaps import COLORMAPS
-    from ..export import ExportError
+    from ..export import ExportError, parse_head
 
     a = panel.analysis
     over = dict(settings or {})
@@ -114,13 +113,7 @@ def resolve(panel, settings: dict | None) -> dict:
     if not 0 <= layer < n:
         raise ExportError(f"layer {s['layer']} is out of range (the model has {a.num_layers} decoder and "
                           f"{a.num_encoder_layers} encoder layers: 0..{n - 1})")
-    H = a.num_heads
-    head = s["head"]
-    head = int(head) if isinstance(head, (int, np.integer)) or str(head).isdigit() else str(head)
-    if isinstance(head, int) and not 0 <= head < H:
-        raise ExportError(f"head {head} is out of range (the model has {H} heads: 0..{H - 1})")
-    if isinstance(head, str) and head not in FUSIONS:
-        raise ExportError(f"head must be a number or one of {', '.join(FUSIONS)}, not {head!r}")
+    head = parse_head(s["head"], a.num_heads)
     if s["direction"] not in ("from", "to"):
         raise ExportError(f"direction must be 'from' or 'to', not {s['direction']!r}")
     if s["colormap"] not in COLORMAPS:

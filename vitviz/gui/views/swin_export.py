@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 from PySide6 import QtGui
 
-from ...core.analysis.heads import FUSIONS
 from .panel_common import head_text
 from .windows_overlay import REGION_COLORS, WINDOW_COLOR, crop_to_window, token_rect, window_marks
 
@@ -23,7 +22,7 @@ def _rgba(color: str, alpha: int = 255) -> tuple:
 
 def resolve(panel, settings: dict | None) -> dict:
     """The panel's settings with `settings` applied, checked. ExportError names what is wrong."""
-    from ..export import ExportError
+    from ..export import ExportError, parse_head
 
     a = panel.analysis
     over = dict(settings or {})
@@ -42,12 +41,7 @@ def resolve(panel, settings: dict | None) -> dict:
     if not 0 <= block < a.num_blocks(stage):
         raise ExportError(f"block {block} is out of range (stage {stage} has {a.num_blocks(stage)} blocks)")
     heads = a.block(stage, block).heads
-    head = s["head"]
-    head = int(head) if isinstance(head, (int, np.integer)) or str(head).isdigit() else str(head)
-    if isinstance(head, int) and not 0 <= head < heads:
-        raise ExportError(f"head {head} is out of range (stage {stage} has {heads} heads: 0..{heads - 1})")
-    if isinstance(head, str) and head not in FUSIONS:
-        raise ExportError(f"head must be a number or one of {', '.join(FUSIONS)}, not {head!r}")
+    head = parse_head(s["head"], heads, f"stage {stage}")
     grid = a.stage_grid(stage)
     query = over.get("query", "cls")
     if not (isinstance(query, str) and query.lower() == "cls"):

@@ -292,7 +292,8 @@ class ViTPanel(QtWidgets.QWidget):
         `settings` (None: what is on screen). Views: "attention", "rollout", "grid" (every layer x
         head), and "head:H" (each head of the current layer)."""
         from ..colormaps import COLORMAPS
-        from ..export import ExportError, ExportSources, MapView, TileGrid, crop_shade, grid_lines, selection_rect
+        from ..export import (ExportError, ExportSources, MapView, TileGrid, crop_shade, grid_lines,
+                              parse_head, selection_rect)
 
         a = self.analysis
         if a is None:
@@ -303,12 +304,7 @@ class ViTPanel(QtWidgets.QWidget):
         layer = layer + L if layer < 0 else layer
         if not 0 <= layer < L:
             raise ExportError(f"layer {s['layer']} is out of range (the model has {L} layers: 0..{L - 1})")
-        head = s["head"]
-        head = int(head) if isinstance(head, (int, np.integer)) or str(head).isdigit() else str(head)
-        if isinstance(head, int) and not 0 <= head < H:
-            raise ExportError(f"head {head} is out of range (the model has {H} heads: 0..{H - 1})")
-        if isinstance(head, str) and head not in FUSIONS:
-            raise ExportError(f"head must be a number or one of {', '.join(FUSIONS)}, not {head!r}")
+        head = parse_head(s["head"], H)
         query = s["query"]
         query = "cls" if isinstance(query, str) and query.lower() == "cls" else tuple(int(v) for v in query)
         try:

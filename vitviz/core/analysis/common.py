@@ -1,0 +1,27 @@
+"""Behaviour every family's analysis shares: the model's own input as an image, class predictions."""
+from __future__ import annotations
+
+import numpy as np
+
+from .predictions import Prediction, softmax, top_predictions
+
+
+class ModelInputMixin:
+    """Needs `model_input` (3, H, W) normalised, `input_mean`, `input_std`."""
+
+    def input_image(self) -> np.ndarray:
+        """The model input de-normalised to (H, W, 3) uint8: "what the model sees"."""
+        std = np.asarray(self.input_std)[:, None, None]
+        mean = np.asarray(self.input_mean)[:, None, None]
+        x = self.model_input * std + mean
+        return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
+
+
+class ClassifierMixin(ModelInputMixin):
+    """Needs `logits` (classes,) or None (a checkpoint without a head) and `class_names`."""
+
+    def probabilities(self) -> np.ndarray | None:
+        return None if self.logits is None else softmax(self.logits)
+
+    def top_predictions(self, k: int = 5) -> list[Prediction]:
+        return top_predictions(self.logits, self.class_names, k)
