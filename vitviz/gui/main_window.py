@@ -1,7 +1,6 @@
 """The main window: menus, model picker, the family workspace (ViT / Swin / DETR), status bar."""
 from __future__ import annotations
 
-import io
 import os
 from importlib import import_module
 from pathlib import Path
