@@ -14,7 +14,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # Re-install only when the project's build configuration changed (fast when already set up).
 STAMP="$VENV/.vitviz-installed"
-SUM=$(cat pyproject.toml setup.py 2>/dev/null | cksum)
+SUM=$(cat pyproject.toml | cksum)
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$SUM" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -e ".[test]"

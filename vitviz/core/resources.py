@@ -1,7 +1,7 @@
 """Where vitviz's bundled files are (sample scenes, demo weights, icons, class names).
 
 The repository keeps them in its top-level resources/ folder; the wheel ships that folder inside the
-package as vitviz/resources (setup.py maps it), and the PyInstaller bundle puts it at
+package as vitviz/resources (pyproject.toml maps it), and the PyInstaller bundle puts it at
 <bundle>/vitviz/resources (packaging/pyinstaller/vitviz.spec).
 """
 from __future__ import annotations

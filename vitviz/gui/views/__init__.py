@@ -1,0 +1,1 @@
+"""The views of the vitviz app: pyqtgraph widgets and the family panels."""
