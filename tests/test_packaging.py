@@ -32,7 +32,7 @@ SPEC = ROOT / "packaging" / "pyinstaller" / "vitviz.spec"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 VERSION = PYPROJECT["project"]["version"]
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
-NOT_IN_WHEEL = ("screenshots",)  # resources/ folders that only the sdist carries
+NOT_IN_WHEEL = ("screenshots",)  # resources/ folders the running app does not need
 
 
 def runtime_resources() -> list[str]:
