@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -81,9 +82,12 @@ def main(argv: list[str]) -> int:
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     t0 = time.perf_counter()
     rows = []
-    for g in groups:
-        print(f"[vitviz bench] {g}…", file=sys.stderr, flush=True)
-        rows += run_group(g, ctx)
+    try:
+        for g in groups:
+            print(f"[vitviz bench] {g}…", file=sys.stderr, flush=True)
+            rows += run_group(g, ctx)
+    finally:
+        shutil.rmtree(ctx.workdir, ignore_errors=True)  # the test image, settings of the children
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"vitviz bench{' --quick' if args.quick else ''}: device {ctx.device}, {os.cpu_count()} CPUs, "
           f"load average {load0:.1f} at start / {load1:.1f} at end, {time.perf_counter() - t0:.0f} s")
