@@ -18,8 +18,8 @@ def test_matches_reference_loop(fusion, discard):
     attn = random_attention()
     fast = rollout_matrix(attn, fusion, discard)
     ref = rollout_reference(attn, fusion, discard)
-    np.testing.assert_allclose(fast, ref, atol=1e-9)
-    np.testing.assert_allclose(fast.sum(-1), 1.0, atol=1e-9)  # rows renormalised (keepdim)
+    np.testing.assert_allclose(fast, ref, atol=1e-6)  # float32 vs the float64 loop
+    np.testing.assert_allclose(fast.sum(-1), 1.0, atol=1e-5)  # rows renormalised (keepdim)
 
 
 def test_uniform_attention_rolls_out_to_uniform_plus_identity_mix():

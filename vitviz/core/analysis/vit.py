@@ -13,7 +13,7 @@ from PIL import Image
 from ..geometry import TokenGrid
 from .heads import fuse_heads
 from .common import ClassifierMixin
-from .rollout import rollout_matrix
+from .rollout import fuse_layers, rollout_fused
 
 Query = Union[str, Sequence[int]]  # "cls" or (row, col)
 Head = Union[int, str]  # head index or "mean" | "max" | "min"
@@ -88,9 +88,13 @@ class ViTAnalysis(ClassifierMixin):
         return self._patch_values(vec.astype(np.float32))
 
     def rollout_matrix(self, head_fusion: str = "mean", discard_ratio: float = 0.0) -> np.ndarray:
+        """(N, N) rollout over all layers, cached; the head-fused layers are kept per fusion, so a new
+        discard ratio does not convert the float16 attention again."""
         key = (head_fusion, round(float(discard_ratio), 6))
         if key not in self._rollout_cache:
-            self._rollout_cache[key] = rollout_matrix(self.attn, head_fusion, discard_ratio)
+            if head_fusion not in self._rollout_cache:
+                self._rollout_cache[head_fusion] = fuse_layers(self.attn, head_fusion)
+            self._rollout_cache[key] = rollout_fused(self._rollout_cache[head_fusion], discard_ratio)
         return self._rollout_cache[key]
 
     def rollout(self, head_fusion: str = "mean", discard_ratio: float = 0.0,

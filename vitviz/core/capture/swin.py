@@ -82,6 +82,10 @@ def swin_blocks(model: nn.Module) -> list[tuple[int, int, nn.Module]]:
     return found
 
 
+def _torch_dtype(dtype) -> "torch.dtype":
+    return torch.float16 if np.dtype(dtype) == np.float16 else torch.float32
+
+
 def _record(index: int, module: nn.Module, x: Tensor, rec: _Recorder, dtype) -> BlockCapture:
     b, h, w, _ = x.shape  # NHWC
     layout = WindowLayout.for_block(h, w, module.window_size, module.shift_size)
@@ -92,8 +96,9 @@ def _record(index: int, module: nn.Module, x: Tensor, rec: _Recorder, dtype) -> 
         raise RuntimeError(
             f"torchvision's shifted_window_attention no longer works as vitviz expects (block {index}: "
             f"softmax shapes {got}, expected [{expected}]; shift {rec.shift or (0, 0)}, expected {layout.shift})")
-    a = rec.softmax[0][: layout.num_windows].detach().to("cpu", torch.float32)  # windows are batch-major
-    return BlockCapture(index, layout, np.array(a.numpy(), dtype=dtype))  # a copy: never a view of the model's
+    # windows are batch-major; cast in torch (numpy's float16 cast cost more than the forward)
+    a = rec.softmax[0][: layout.num_windows].detach().to("cpu", _torch_dtype(dtype), copy=True)
+    return BlockCapture(index, layout, a.numpy())  # a copy: never a view of the model's
 
 
 @contextmanager
