@@ -169,3 +169,20 @@ def test_bad_checkpoint_restores_model_and_weights(qtbot, tmp_path, image_file):
     assert win.weights_combo.currentData() == "random"
     with qtbot.waitSignal(win.analysisShown, timeout=60000):  # the next image runs on what works
         win.open_path(str(image_file))
+
+
+def test_paste_and_drop_open_images(qtbot, tmp_path, image_file):
+    from PySide6 import QtGui, QtWidgets
+
+    win = make_window(qtbot, tmp_path)
+    QtWidgets.QApplication.clipboard().setImage(QtGui.QImage(str(image_file)))
+    with qtbot.waitSignal(win.analysisShown, timeout=60000) as shown:
+        win.paste_image()
+    assert shown.args[0].image.size == (120, 90) and win.image_name == "pasted image"
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(image_file))])
+    drop = QtGui.QDropEvent(QtCore.QPointF(10, 10), QtCore.Qt.DropAction.CopyAction, mime,
+                            QtCore.Qt.MouseButton.NoButton, QtCore.Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(win.analysisShown, timeout=60000):
+        win.dropEvent(drop)
+    assert win.image_path == str(image_file)
