@@ -9,16 +9,18 @@ def run_app(images: list[str] | None = None, model: str | None = None, weights: 
             device: str = "cpu") -> int:
     from PySide6 import QtGui, QtWidgets
 
-    from ..core.resources import resource_path, sample_images
+    from ..core.resources import app_icon_files, sample_images
     from .main_window import MainWindow
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("vitviz")
     app.setOrganizationName("vitviz")
     app.setDesktopFileName("vitviz")
-    icon = resource_path("icons", "vitviz.svg")
-    if icon.is_file():
-        app.setWindowIcon(QtGui.QIcon(str(icon)))
+    icon = QtGui.QIcon()
+    for f in app_icon_files():  # hand-drawn small sizes, then the SVG for the rest
+        icon.addFile(str(f))
+    if not icon.isNull():
+        app.setWindowIcon(icon)
     win = MainWindow(model=model, weights=weights, device=device)
     # `vitviz bench` start-up rows only (off unless the variable is set): print timestamps at the
     # first window paint / first attention map painted, then exit. See vitviz/bench/startup.py.
