@@ -58,6 +58,7 @@ class ImageView(pg.GraphicsLayoutWidget):
                                         interactive=False, colorMapMenu=False)
         self.colorbar.axis.setWidth(None)  # size to the labels: attention values like 0.0012 need room
         self.addItem(self.colorbar, row=1, col=1)
+        self._bar_cmap = DEFAULT_COLORMAP
         self.scene().sigMouseClicked.connect(self._on_scene_click)
         self.scene().sigMouseMoved.connect(self._on_scene_move)
         self._image_size: tuple[int, int] | None = None
@@ -93,7 +94,9 @@ class ImageView(pg.GraphicsLayoutWidget):
         x0, y0, x1, y1 = extent
         self.overlay.setRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
         self.overlay.setOpacity(opacity)
-        self.colorbar.setColorMap(colormap(cmap))
+        if cmap != self._bar_cmap:  # setColorMap rebuilds the bar: only when the colormap changed
+            self.colorbar.setColorMap(colormap(cmap))
+            self._bar_cmap = cmap
         self.colorbar.setLevels((lo, hi))
         self.levels = (lo, hi)
 
