@@ -17,7 +17,7 @@ _RUNNERS = {
     "detr": "vitviz.core.capture.detr_run",
 }
 
-DEFAULT_MODEL = "vit_b_16"
+DEFAULT_MODEL = "demo_vit"  # bundled, trained, offline: vitviz works with no network
 
 _model_cache: dict = {}
 

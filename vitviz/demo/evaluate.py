@@ -1,0 +1,89 @@
+"""Measure a demo model on held-out shapes scenes, through the same pipeline the app uses.
+
+Two numbers per model: classification accuracy, and how often the model's attention peak lies on
+the salient shape - the token with the largest value of the class-token rollout (ViT,
+``analysis.rollout(query="cls")``) or of the last-stage attention summary (Swin,
+``analysis.attention_summary()``), mapped to original-image pixels through the token grid, must
+have its centre inside the salient shape's tight box. Used by the training script's model card and
+by tests/test_demo_models.py.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from .scenes import CLASSES, TEST_SEED, classification_scene
+
+
+def peak_rect(values: np.ndarray, grid) -> tuple[float, float, float, float]:
+    """The original-pixel rectangle of the largest entry of a [rows, cols] map on `grid`."""
+    row, col = np.unravel_index(int(np.argmax(values)), values.shape)
+    return grid.rect(int(row), int(col))
+
+
+def centre_in_box(rect, box) -> bool:
+    cx, cy = (rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2
+    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+
+
+def capture_available(family: str) -> bool:
+    from vitviz.core.api import _RUNNERS
+
+    return importlib.util.find_spec(_RUNNERS[family]) is not None
+
+
+def evaluate_classifier(model: str = "demo_vit", weights: str = "pretrained", n: int = 200,
+                        seed: int = TEST_SEED, size: int = 96, device: str = "cpu") -> dict:
+    """Accuracy and attention-peak-in-box rate on scenes ``seed .. seed+n-1`` rendered at ``size``.
+
+    Returns {"n", "size", "seed", "accuracy", "per_class", "peak_in_box" (None when the family's
+    capture is not available), "attention" (what map was used), "attention_note"}.
+    """
+    from vitviz.core.api import analyze
+    from vitviz.core.models.loading import load_model
+
+    loaded = load_model(model, weights, device)
+    family = loaded.spec.family
+    use_capture = capture_available(family)
+    correct = np.zeros(len(CLASSES))
+    seen = np.zeros(len(CLASSES))
+    hits = 0
+    for i in range(n):
+        image, label, box = classification_scene(seed + i, size)
+        if use_capture:
+            analysis = analyze(image, model=loaded, attention_dtype="float32")
+            logits = analysis.logits
+            if family == "vit":
+                values = analysis.rollout(query="cls")
+                rect = peak_rect(values, analysis.grid)
+            else:
+                values = analysis.attention_summary()  # last stage
+                rect = peak_rect(values, analysis.stage_grid(-1))
+            hits += centre_in_box(rect, box)
+        else:
+            logits = _plain_logits(loaded, image)
+        seen[label] += 1
+        correct[label] += int(np.argmax(logits)) == label
+    result = {
+        "n": n, "size": size, "seed": seed,
+        "accuracy": float(correct.sum() / n),
+        "per_class": {c: float(correct[k] / seen[k]) if seen[k] else None for k, c in enumerate(CLASSES)},
+        "peak_in_box": float(hits / n) if use_capture else None,
+        "attention": ("class-token rollout (mean over heads, no discard), argmax token centre"
+                      if family == "vit" else "Swin last-stage attention_summary(), argmax cell centre"),
+        "attention_note": None if use_capture else
+        f"not measured: vitviz has no {family} attention capture yet",
+    }
+    return result
+
+
+def _plain_logits(loaded, image) -> np.ndarray:
+    """Logits without capture, through the same preprocessing (for families not captured yet)."""
+    import torch
+
+    from vitviz.core.preprocess import prepare
+
+    x, _ = prepare(image, loaded.preprocess)
+    with torch.no_grad():
+        return loaded.module(x.unsqueeze(0).to(loaded.device))[0].float().cpu().numpy()
