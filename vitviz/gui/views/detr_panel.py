@@ -19,6 +19,7 @@ from .boxes import (BoxOverlay, DetectionImageView, DetectionList, QueryMatrixVi
 from .controls import DisplayControls
 from .head_grid import HeadGridView
 from .image_view import ImageView
+from .panel_common import arrange_panel
 
 THRESHOLD_STEPS = 1000  # slider resolution: untrained models score ~0.01-0.05, so per-mille steps
 DEFAULT_THRESHOLD = 0.7  # DETR's own demo threshold
@@ -126,12 +127,6 @@ class DetrPanel(QtWidgets.QWidget):
         form.addRow("Heads grid", self.focus_combo)
         form.addRow(self.query_label)
         form.addRow(self.point_label)
-        side = QtWidgets.QWidget()
-        self.side_layout = side_layout = QtWidgets.QVBoxLayout(side)  # MainWindow puts `display` here
-        side_layout.addLayout(form)
-        side_layout.addWidget(display)
-        side_layout.addStretch(1)
-        side.setMaximumWidth(300)
 
         left = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         left.addWidget(self.det_view)
@@ -150,10 +145,7 @@ class DetrPanel(QtWidgets.QWidget):
         views.addWidget(left)
         views.addWidget(right)
         views.setSizes([560, 480])
-        layout = QtWidgets.QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(side)
-        layout.addWidget(views, 1)
+        arrange_panel(self, form, views, display)
 
         self.threshold_slider.valueChanged.connect(self._on_threshold_change)
         self.hint_label.linkActivated.connect(self._on_hint_link)

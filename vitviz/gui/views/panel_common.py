@@ -62,3 +62,26 @@ def miss_message(analysis, x: float, y: float, what: str = "patch") -> str:
     why = "outside the image" if not (0 <= x < w and 0 <= y < h) else \
         "in a part of the image the model's preprocessing cropped away"
     return f"No {what} at ({x:.0f}, {y:.0f}): that point is {why}."
+
+
+def arrange_panel(panel: QtWidgets.QWidget, form: QtWidgets.QFormLayout, views: QtWidgets.QWidget,
+                  display: QtWidgets.QWidget | None = None, width: int = 310) -> None:
+    """A scrollable side column (`form`, then the shared display controls) beside `views`. The
+    column's layout is `panel.side_layout`: MainWindow moves the display controls into the active
+    panel's column, before its closing stretch."""
+    side = QtWidgets.QWidget()
+    panel.side_layout = QtWidgets.QVBoxLayout(side)
+    panel.side_layout.addLayout(form)
+    if display is not None:
+        panel.side_layout.addWidget(display)
+    panel.side_layout.addStretch(1)
+    scroll = QtWidgets.QScrollArea()
+    scroll.setWidget(side)
+    scroll.setWidgetResizable(True)
+    scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+    scroll.setFixedWidth(width)
+    layout = QtWidgets.QHBoxLayout(panel)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(scroll)
+    layout.addWidget(views, 1)

@@ -19,7 +19,7 @@ from .controls import DisplayControls
 from .head_grid import HeadGridView
 from .image_view import ImageView
 from .merge_view import MergeView
-from .panel_common import (fill_head_combo, fill_predictions, head_text, miss_message, model_view_check,
+from .panel_common import (arrange_panel, fill_head_combo, fill_predictions, head_text, miss_message, model_view_check,
                            predictions_list, show_base_image)
 from .windows_overlay import (REGION_COLORS, REGULAR_COLOR, SHIFTED_COLOR, WindowsOverlay, crop_to_window,
                               token_rect, window_marks)
@@ -114,16 +114,6 @@ class SwinPanel(QtWidgets.QWidget):
         form.addRow(self.model_view_check)
         form.addRow(QtWidgets.QLabel("<b>Top-5 predictions</b>"))
         form.addRow(self.predictions)
-        side = QtWidgets.QWidget()
-        self.side_layout = side_layout = QtWidgets.QVBoxLayout(side)  # MainWindow puts `display` here
-        side_layout.addLayout(form)
-        side_layout.addStretch(1)
-        scroll = QtWidgets.QScrollArea()
-        scroll.setWidget(side)
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
-        scroll.setFixedWidth(310)
 
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         right.addWidget(self.grid_view)
@@ -134,10 +124,7 @@ class SwinPanel(QtWidgets.QWidget):
         views.addWidget(self.main_view)
         views.addWidget(right)
         views.setSizes([600, 500])
-        layout = QtWidgets.QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(scroll)
-        layout.addWidget(views, 1)
+        arrange_panel(self, form, views)
 
         self.stage_spin.valueChanged.connect(self._on_stage_change)
         self.block_spin.valueChanged.connect(self._on_block_change)

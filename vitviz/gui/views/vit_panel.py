@@ -9,6 +9,8 @@ from ...core.analysis.heads import FUSIONS
 from .controls import DisplayControls
 from .head_grid import HeadGridView
 from .image_view import ImageView
+from .panel_common import (arrange_panel, fill_head_combo, fill_predictions, miss_message, model_view_check,
+                           predictions_list, show_base_image)
 
 
 class ViTPanel(QtWidgets.QWidget):
@@ -55,12 +57,8 @@ class ViTPanel(QtWidgets.QWidget):
         self.discard_spin.setRange(0.0, 0.99)
         self.discard_spin.setSingleStep(0.05)
         self.discard_spin.setToolTip("Share of the weakest attention links dropped per layer before rolling out")
-        self.model_view_check = QtWidgets.QCheckBox("Show what the model sees")
-        self.model_view_check.setToolTip("Replace the photo by the model's input: resized, cropped, "
-                                         "de-normalised (M)")
-        self.predictions = QtWidgets.QListWidget()
-        self.predictions.setMaximumHeight(120)
-        self.predictions.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.model_view_check = model_view_check()
+        self.predictions = predictions_list()
 
         form = QtWidgets.QFormLayout()
         form.addRow("Layer", self.layer_spin)
@@ -73,12 +71,6 @@ class ViTPanel(QtWidgets.QWidget):
         form.addRow("Discard ratio", self.discard_spin)
         form.addRow(QtWidgets.QLabel("<b>Top-5 predictions</b>"))
         form.addRow(self.predictions)
-        side = QtWidgets.QWidget()
-        self.side_layout = side_layout = QtWidgets.QVBoxLayout(side)  # MainWindow puts `display` here
-        side_layout.addLayout(form)
-        side_layout.addWidget(display)
-        side_layout.addStretch(1)
-        side.setMaximumWidth(300)
 
         # Attention and rollout stacked at equal size: linked views need the same shape to show the
         # same region; the heads x layers grid gets the other half.
@@ -89,10 +81,7 @@ class ViTPanel(QtWidgets.QWidget):
         views.addWidget(left)
         views.addWidget(self.grid_view)
         views.setSizes([520, 560])
-        layout = QtWidgets.QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(side)
-        layout.addWidget(views, 1)
+        arrange_panel(self, form, views, display)
 
         self.layer_spin.valueChanged.connect(self._on_layer_change)
         self.head_combo.currentIndexChanged.connect(self._on_head_change)
@@ -117,25 +106,14 @@ class ViTPanel(QtWidgets.QWidget):
         self.analysis = analysis
         L, H = analysis.num_layers, analysis.num_heads
         self.layer = min(self.layer, L - 1) if not first else L - 1
-        if isinstance(self.head, int) and self.head >= H:
-            self.head = "mean"
         if not isinstance(self.query, str) and not (
                 self.query[0] < analysis.grid.rows and self.query[1] < analysis.grid.cols):
             self.query = "cls"
         with QtCore.QSignalBlocker(self.layer_spin), QtCore.QSignalBlocker(self.head_combo):
             self.layer_spin.setRange(0, L - 1)
             self.layer_spin.setValue(self.layer)
-            self.head_combo.clear()
-            for f in FUSIONS:
-                self.head_combo.addItem(f"all heads: {f}", f)
-            for h in range(H):
-                self.head_combo.addItem(f"head {h}", h)
-            self.head_combo.setCurrentIndex(self.head_combo.findData(self.head))
-        self.predictions.clear()
-        for p in analysis.top_predictions(5):
-            self.predictions.addItem(f"{p.probability * 100:5.1f}%  {p.label}")
-        if analysis.logits is None:
-            self.predictions.addItem("(checkpoint has no classifier head)")
+        self.head = fill_head_combo(self.head_combo, H, self.head)
+        fill_predictions(self.predictions, analysis)
         for view in (self.main_view, self.rollout_view):
             view.set_crop_shade(analysis.image.size, analysis.grid.transform.visible_rect())
         self._show_base_image()
@@ -143,13 +121,8 @@ class ViTPanel(QtWidgets.QWidget):
 
     def _show_base_image(self) -> None:
         """The photo, or the model's own input placed where it came from (same coordinates)."""
-        a = self.analysis
-        if a is None:
-            return
-        for view in (self.main_view, self.rollout_view):
-            view.set_image(np.asarray(a.image))  # keeps the view range keyed to the photo size
-            if self.model_view_check.isChecked():
-                view.set_image(a.input_image(), rect=a.grid.extent())
+        if self.analysis is not None:
+            show_base_image((self.main_view, self.rollout_view), self.analysis, self.model_view_check.isChecked())
 
     def select_query(self, query) -> None:
         self.query = query
@@ -204,10 +177,7 @@ class ViTPanel(QtWidgets.QWidget):
             return
         token = self.analysis.grid.token_at(x, y)
         if token is None:
-            w, h = self.analysis.image.size
-            why = "outside the image" if not (0 <= x < w and 0 <= y < h) else \
-                "in a part of the image the model's preprocessing cropped away"
-            self.statusMessage.emit(f"No patch at ({x:.0f}, {y:.0f}): that point is {why}.")
+            self.statusMessage.emit(miss_message(self.analysis, x, y))
             return
         self.select_query(token)
 
