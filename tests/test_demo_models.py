@@ -10,7 +10,7 @@ import pytest
 from vitviz.core.models.registry import get_spec
 from vitviz.core.resources import resource_path
 
-DEMO = ("demo_vit",)
+DEMO = ("demo_vit", "demo_swin")
 N_HELD_OUT = 200  # scenes from TEST_SEED; ~5 s per model
 
 
@@ -21,7 +21,7 @@ def _bundled(name: str):
 # ------------------------------------------------------------------ specs and files
 
 
-@pytest.mark.parametrize("name,family", [("demo_vit", "vit")])
+@pytest.mark.parametrize("name,family", [("demo_vit", "vit"), ("demo_swin", "swin")])
 def test_demo_spec_registered(name, family):
     spec = get_spec(name)
     assert spec.family == family
@@ -155,6 +155,13 @@ def vit_metrics():
     return evaluate_classifier("demo_vit", n=N_HELD_OUT)
 
 
+@pytest.fixture(scope="module")
+def swin_metrics():
+    from vitviz.demo.evaluate import evaluate_classifier
+
+    return evaluate_classifier("demo_swin", n=N_HELD_OUT)
+
+
 def test_demo_vit_accuracy(vit_metrics):
     assert vit_metrics["accuracy"] >= 0.95, vit_metrics
 
@@ -166,8 +173,26 @@ def test_demo_vit_rollout_peak_on_salient_shape(vit_metrics):
     assert vit_metrics["peak_in_box"] >= 0.90, vit_metrics
 
 
+def test_demo_swin_accuracy_floor(swin_metrics):
+    """What the bundled demo Swin reaches now: 83.7% on 1000 held-out scenes (see its model card)."""
+    assert swin_metrics["accuracy"] >= 0.75, swin_metrics
+
+
+@pytest.mark.xfail(strict=True, reason="target not reached yet: the bundled demo Swin is at 83.7% "
+                   "(resources/demo/demo_swin.md); retrain longer, then drop this mark")
+def test_demo_swin_accuracy_target(swin_metrics):
+    assert swin_metrics["accuracy"] >= 0.95, swin_metrics
+
+
+def test_demo_swin_attention_peak_on_salient_shape(swin_metrics):
+    """Peak of SwinAnalysis.attention_summary() (last stage, 4 x 4 cells of 16 input px), mapped to
+    image pixels through analysis.stage_grid(-1), has its centre inside the salient shape's box."""
+    assert swin_metrics["peak_in_box"] is not None
+    assert swin_metrics["peak_in_box"] >= 0.90, swin_metrics
+
+
 def test_demo_vit_at_sample_resolution():
-    """Scenes rendered at 384 px (as the bundled samples are) go through the resize to 96."""
+    """Scenes rendered at 384 px (as the bundled samples are) go through the resize to 64 px."""
     import vitviz
     from vitviz.demo.scenes import TEST_SEED, classification_scene
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 DEMO_MODELS = ("demo_vit", "demo_swin")
-# What the bundled weights were trained with (the CLI's defaults per model).
+# What the bundled weights were trained with (the CLI's defaults per model; for demo_swin its first
+# stage: resources/demo/demo_swin.md gives the second, distilled from demo_vit).
 MODEL_DEFAULTS = {"demo_vit": {"steps": 6000, "lr": 5e-4}, "demo_swin": {"steps": 4500, "lr": 7e-4}}
 
 
