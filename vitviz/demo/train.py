@@ -364,7 +364,7 @@ def write_model_card(path: str | os.PathLike, result: TrainResult, command: str,
         "features (ViT: the class token's; Swin: the last-stage map) regressing the salient shape's box (cx, cy, w, h as fractions of the side). The box head is "
         "used only during training and is not part of the shipped weights; nothing supervises attention."
         if cfg.box_loss > 0 else " only"),
-        *([f"- Second stage: initialised from `{cfg.init}` (see the first stage below)"] if cfg.init else []),
+        *([f"- Initialised from `{cfg.init}` (the previous training stage)"] if cfg.init else []),
         *([f"- Distilled from `{cfg.teacher}` (DeiT-style soft distillation: KL to its predictions at "
            f"temperature {cfg.distill_temperature:g}, weight {cfg.distill:g}; hard labels the rest)"]
           if cfg.teacher else []),
