@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vitviz export",
         description="Export attention figures (PNG, SVG, PDF) with a JSON sidecar, without the window.")
     p.add_argument("images", nargs="*", help="image files, or folders (every image in them)")
-    p.add_argument("--model", help="model name (see `vitviz models`; default vit_b_16)")
+    p.add_argument("--model", help="model name (see `vitviz models`; default demo_vit)")
     p.add_argument("--weights", default="pretrained", help="pretrained, random, or a checkpoint file")
     p.add_argument("--device", help="cpu (default), cuda, mps or auto")
     p.add_argument("--download", action="store_true",
