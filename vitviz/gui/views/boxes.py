@@ -9,6 +9,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from .clicks import left_click_point
+
 from ..colormaps import DEFAULT_COLORMAP, map_values
 from .image_view import ImageView
 
@@ -70,11 +72,9 @@ class DetectionImageView(ImageView):
     clickedAt = QtCore.Signal(float, float, bool, QtCore.QPointF)  # x, y (original px), shift, scene
 
     def _on_scene_click(self, event) -> None:
-        if event.button() != QtCore.Qt.MouseButton.LeftButton or event.double():
+        p = left_click_point(self.vb, event, ignore_double=True)
+        if p is None:
             return
-        if not self.vb.sceneBoundingRect().contains(event.scenePos()):
-            return
-        p = self.vb.mapSceneToView(event.scenePos())
         self.setFocus()
         shift = bool(event.modifiers() & QtCore.Qt.KeyboardModifier.ShiftModifier)
         self.clickedAt.emit(p.x(), p.y(), shift, QtCore.QPointF(event.scenePos()))
@@ -245,11 +245,9 @@ class QueryMatrixView(pg.GraphicsLayoutWidget):
         return self.mapFromScene(p)
 
     def _on_click(self, event) -> None:
-        if event.button() != QtCore.Qt.MouseButton.LeftButton:
+        p = left_click_point(self.plot.vb, event)
+        if p is None:
             return
-        if not self.plot.vb.sceneBoundingRect().contains(event.scenePos()):
-            return
-        p = self.plot.vb.mapSceneToView(event.scenePos())
         k = self.values.shape[0]
         row, col = int(np.floor(p.y())), int(np.floor(p.x()))
         if 0 <= row < k and -1 <= col < k:  # a cell, or the row's colour marker

@@ -8,6 +8,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from .clicks import left_click_point
+
 from ..colormaps import DEFAULT_COLORMAP, map_values
 
 GAP = 1  # pixels of background between tiles
@@ -113,11 +115,9 @@ class HeadGridView(pg.GraphicsLayoutWidget):
         return self.mapFromScene(p)
 
     def _on_click(self, event) -> None:
-        if event.button() != QtCore.Qt.MouseButton.LeftButton:
+        p = left_click_point(self.plot.vb, event)
+        if p is None:
             return
-        if not self.plot.vb.sceneBoundingRect().contains(event.scenePos()):
-            return
-        p = self.plot.vb.mapSceneToView(event.scenePos())
         tile = self.tile_at(p.x(), p.y())
         if tile is not None:
             self.tileClicked.emit(*tile)

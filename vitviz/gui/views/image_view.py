@@ -11,6 +11,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from superqt.utils import qthrottled
 
 from ..colormaps import DEFAULT_COLORMAP, colormap, map_values
+from .clicks import left_click_point
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -144,11 +145,9 @@ class ImageView(pg.GraphicsLayoutWidget):
 
     # -- input ---------------------------------------------------------------------------------
     def _on_scene_click(self, event) -> None:
-        if event.button() != QtCore.Qt.MouseButton.LeftButton or event.double():
+        p = left_click_point(self.vb, event, ignore_double=True)
+        if p is None:
             return
-        if not self.vb.sceneBoundingRect().contains(event.scenePos()):
-            return
-        p = self.vb.mapSceneToView(event.scenePos())
         self.setFocus()
         self.clicked.emit(p.x(), p.y())
 
