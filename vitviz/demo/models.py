@@ -32,6 +32,19 @@ SWIN_CONFIG = dict(patch_size=[4, 4], embed_dim=32, depths=[2, 2, 2], num_heads=
 VIT_STEM = ((16, 3, 2), (32, 3, 2), (64, 3, 2))  # (out_channels, kernel, stride): 64 -> 32 -> 16 -> 8
 
 
+# d_model 128 in 4 heads of 32; 3 + 3 layers; 12 queries for at most 6 objects per scene.
+DETR_IMAGE_SIZE = 128
+DETR_CONFIG = dict(backbone="small_cnn", d_model=128, nheads=4, enc_layers=3, dec_layers=3,
+                   dim_feedforward=256, dropout=0.0, num_queries=12)
+
+
+def build_demo_detr(num_classes: int = NUM_CLASSES):
+    """vitviz's DETR (official layout) with the small stride-8 CNN backbone: 128 px -> 16 x 16 cells."""
+    from vitviz.core.models.detr import DetrConfig, build_detr
+
+    return build_detr(DetrConfig(num_classes=num_classes, **DETR_CONFIG))
+
+
 def build_demo_vit(num_classes: int = NUM_CLASSES):
     """torchvision VisionTransformer, 64 px, patch 8 (conv stem), 4 layers x 4 heads, hidden 96."""
     from functools import partial

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_MODELS = ("demo_vit", "demo_swin")
+DEMO_MODELS = ("demo_vit", "demo_swin", "demo_detr")
 # What the bundled weights were trained with (the CLI's defaults per model; for demo_swin its first
 # stage: resources/demo/demo_swin.md gives the second, distilled from demo_vit).
-MODEL_DEFAULTS = {"demo_vit": {"steps": 6000, "lr": 5e-4}, "demo_swin": {"steps": 4500, "lr": 7e-4}}
+MODEL_DEFAULTS = {"demo_vit": {"steps": 6000, "lr": 5e-4}, "demo_swin": {"steps": 4500, "lr": 7e-4},
+                  "demo_detr": {"steps": 5000, "lr": 3e-4, "batch": 16, "pool": 16000}}
 
 
 @dataclass
@@ -408,11 +409,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--threads", type=int, default=default_threads(),
                         help="torch CPU threads (default: min(2, cores))")
-    parser.add_argument("--batch", type=int, default=TrainConfig.batch)
+    parser.add_argument("--batch", type=int, default=None, help="default: per model")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: per model)")
     parser.add_argument("--box-loss", type=float, default=TrainConfig.box_loss,
                         help="weight of the auxiliary salient-box L1 loss (0: classification only)")
-    parser.add_argument("--pool", type=int, default=TrainConfig.pool, help="training scenes rendered once")
+    parser.add_argument("--pool", type=int, default=None, help="training scenes rendered once (default: per model)")
     parser.add_argument("--log-every", type=int, default=TrainConfig.log_every)
     parser.add_argument("--save-every", type=int, default=0,
                         help="also write the weights every N steps (a partial model, to inspect)")
@@ -428,16 +429,20 @@ def main(argv: list[str] | None = None) -> int:
     from vitviz.core.resources import resource_path
 
     defaults = MODEL_DEFAULTS[args.model]
+    args.batch = args.batch if args.batch is not None else defaults.get("batch", TrainConfig.batch)
+    args.pool = args.pool if args.pool is not None else defaults.get("pool", TrainConfig.pool)
+    out = Path(args.out) if args.out else resource_path("demo", f"{args.model}.safetensors")
+    command = "python -m vitviz.demo.train " + " ".join(shlex.quote(a) for a in
+                                                        (sys.argv[1:] if argv is None else argv))
+    if args.model == "demo_detr":
+        return _main_detr(args, defaults, out, command)
     cfg = TrainConfig(model=args.model, steps=args.steps if args.steps is not None else defaults["steps"],
                       seed=args.seed, threads=args.threads, batch=args.batch,
                       lr=args.lr if args.lr is not None else defaults["lr"], pool=args.pool, log_every=args.log_every,
                       cache_dir=args.cache_dir, save_every=args.save_every,
                       box_loss=args.box_loss, init=args.init,
                       teacher=args.teacher)
-    out = Path(args.out) if args.out else resource_path("demo", f"{args.model}.safetensors")
     cfg.save_path = str(out.with_suffix(".partial.safetensors"))
-    command = "python -m vitviz.demo.train " + " ".join(shlex.quote(a) for a in
-                                                        (sys.argv[1:] if argv is None else argv))
     result = train_classifier(cfg)
     save_weights(result.model, out, {"model": cfg.model, "seed": cfg.seed, "steps": cfg.steps,
                                      "command": command})
@@ -449,6 +454,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{cfg.model}] held-out metrics: {json.dumps(metrics)}")
         card = write_model_card(out.with_suffix(".md"), result, command, out, metrics)
         print(f"[{cfg.model}] wrote {card}")
+    return 0
+
+
+def _main_detr(args, defaults: dict, out: Path, command: str) -> int:
+    from .evaluate import evaluate_detector
+    from .train_detr import DetrTrainConfig, train_detector, write_detr_model_card
+
+    if args.teacher:
+        raise SystemExit("--teacher applies to the classifiers only")
+    cfg = DetrTrainConfig(model=args.model, steps=args.steps if args.steps is not None else defaults["steps"],
+                          seed=args.seed, threads=args.threads, batch=args.batch,
+                          lr=args.lr if args.lr is not None else defaults["lr"], pool=args.pool,
+                          log_every=args.log_every, save_every=args.save_every,
+                          save_path=str(out.with_suffix(".partial.safetensors")),
+                          cache_dir=args.cache_dir, init=args.init)
+    result = train_detector(cfg)
+    save_weights(result.model, out, {"model": cfg.model, "seed": cfg.seed, "steps": cfg.steps,
+                                     "command": command})
+    print(f"[{cfg.model}] wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    metrics = None
+    if args.eval > 0:
+        metrics = evaluate_detector(cfg.model, weights=str(out), n=args.eval)
+        print(f"[{cfg.model}] held-out metrics: {json.dumps(metrics)}")
+    card = write_detr_model_card(out.with_suffix(".md"), result, command, out, metrics)
+    print(f"[{cfg.model}] wrote {card}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The offline demo models: small ViT and Swin trained on vitviz's procedural shapes scenes,
+"""The offline demo models: small ViT, Swin and DETR trained on vitviz's procedural shapes scenes,
 their weights shipped in resources/demo/ (see vitviz.demo.models and vitviz.demo.train).
 
 Imported by the registry on first use; plain data, no torch.
@@ -17,6 +17,10 @@ DEMO_SPECS = (
     ModelSpec("demo_swin", "swin", "Demo Swin (shapes)", "vitviz.demo.models:build_demo_swin",
               Preprocess("resize", 64), classes=_CLASSES, group=DEMO_GROUP,
               bundled="demo/demo_swin.safetensors"),
+    # square scenes stay 128 x 128; other images keep their aspect (long side at most 213)
+    ModelSpec("demo_detr", "detr", "Demo DETR (shapes)", "vitviz.demo.models:build_demo_detr",
+              Preprocess("resize_short", 128, max_size=213), classes=_CLASSES, group=DEMO_GROUP,
+              bundled="demo/demo_detr.safetensors"),
 )
 
 for _spec in DEMO_SPECS:

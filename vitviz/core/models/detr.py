@@ -26,13 +26,18 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-# Backbones DETR can use, with the channel count of their last stage.
+# Backbones DETR can use, with the channel count of their last stage. "small_cnn" is not in the
+# paper: a six-convolution stride-8 network for models trained from scratch on a CPU budget (the
+# offline demo DETR, vitviz.demo.models), where a ResNet is too slow to train and too coarse for
+# 128 px inputs.
 BACKBONE_CHANNELS: dict[str, int] = {
     "resnet18": 512,
     "resnet34": 512,
     "resnet50": 2048,
     "resnet101": 2048,
+    "small_cnn": 128,
 }
+SMALL_CNN_WIDTHS = (32, 64, 128)  # channels of its three stride-2 stages
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class DetrConfig:
         if self.backbone not in BACKBONE_CHANNELS:
             raise ValueError(f"unknown DETR backbone {self.backbone!r}; "
                              f"choose one of {sorted(BACKBONE_CHANNELS)}")
-        if self.dilation and self.backbone in ("resnet18", "resnet34"):
+        if self.dilation and self.backbone in ("resnet18", "resnet34", "small_cnn"):
             # torchvision's BasicBlock refuses dilation > 1
             raise ValueError(f"{self.backbone} does not support the DC5 (dilated) variant")
         if self.d_model % self.nheads:
@@ -77,6 +82,8 @@ class DetrConfig:
     @property
     def stride(self) -> int:
         """Pixels of input per feature-map cell."""
+        if self.backbone == "small_cnn":
+            return 2 ** len(SMALL_CNN_WIDTHS)
         return 16 if self.dilation else 32
 
     @property
@@ -125,12 +132,25 @@ def resnet_body(name: str, dilation: bool) -> nn.Sequential:
     return nn.Sequential(OrderedDict(keep))
 
 
+def small_cnn_body() -> nn.Sequential:
+    """Per stage a 3x3 stride-2 convolution then a 3x3 one, each with GroupNorm and ReLU
+    (3 -> 32 -> 64 -> 128 channels, stride 8). GroupNorm, not batch norm: it trains from scratch
+    with small batches and keeps no running statistics, so a trained model loads strictly."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for c in SMALL_CNN_WIDTHS:
+        for stride in (2, 1):
+            layers += [nn.Conv2d(c_in, c, 3, stride, 1, bias=False), nn.GroupNorm(8, c), nn.ReLU()]
+            c_in = c
+    return nn.Sequential(*layers)
+
+
 class Backbone(nn.Module):
-    """ResNet body plus the padding mask brought down to the feature map's resolution."""
+    """CNN body plus the padding mask brought down to the feature map's resolution."""
 
     def __init__(self, name: str, dilation: bool) -> None:
         super().__init__()
-        self.body = resnet_body(name, dilation)
+        self.body = small_cnn_body() if name == "small_cnn" else resnet_body(name, dilation)
         self.num_channels = BACKBONE_CHANNELS[name]
 
     def forward(self, images: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
