@@ -10,7 +10,8 @@ import pytest
 from vitviz.core.models.registry import get_spec
 from vitviz.core.resources import resource_path
 
-DEMO = ("demo_vit", "demo_swin")
+DEMO = ("demo_vit", "demo_swin")  # the classifiers
+ALL_DEMO = DEMO + ("demo_detr",)
 N_HELD_OUT = 200  # scenes from TEST_SEED; ~5 s per model
 
 
@@ -30,13 +31,20 @@ def test_demo_spec_registered(name, family):
     assert spec.bundled == f"demo/{name}.safetensors"
 
 
-@pytest.mark.parametrize("name", DEMO)
+def test_demo_detr_spec_registered():
+    spec = get_spec("demo_detr")
+    assert spec.family == "detr" and spec.group == "Demo (shapes)"
+    assert spec.preprocess.kind == "resize_short" and spec.preprocess.size == 128
+    assert spec.bundled == "demo/demo_detr.safetensors"
+
+
+@pytest.mark.parametrize("name", ALL_DEMO)
 def test_bundled_weights_and_card_are_shipped(name):
     path = _bundled(name)
     assert path.is_file(), f"{path} missing: run python -m vitviz.demo.train {name}"
     assert path.stat().st_size <= 10_000_000
     card = path.with_suffix(".md").read_text()
-    for needed in ("Command:", "Seed", "wall time", "Accuracy"):
+    for needed in ("Command:", "Seed", "wall time", "Accuracy" if name in DEMO else "Objects found"):
         assert needed in card
 
 
@@ -49,7 +57,7 @@ def test_demo_specs_import_no_torch():
     assert res.returncode == 0, res.stderr
 
 
-@pytest.mark.parametrize("name", DEMO)
+@pytest.mark.parametrize("name", ALL_DEMO)
 def test_bundled_weights_load_strict(name):
     from vitviz.core.models.loading import load_model
 
@@ -214,3 +222,120 @@ def test_analyze_defaults_to_demo_vit():
     assert not analysis.notes
     assert analysis.attn.shape == (4, 4, 65, 65)  # 8 x 8 patches + class token
     assert analysis.top_predictions(1)[0].label in ("circle", "square", "triangle", "star", "cross")
+
+
+# ------------------------------------------------------------------ the demo DETR
+
+
+def _targets(*objects):
+    import torch
+
+    return [{"labels": torch.tensor([o[0] for o in objs], dtype=torch.long),
+             "boxes": torch.tensor([o[1] for o in objs], dtype=torch.float32).reshape(-1, 4)}
+            for objs in objects]
+
+
+def test_hungarian_match_finds_the_permutation_and_a_perfect_guess_costs_nothing():
+    """Queries that predict the targets exactly, in a shuffled order among "no object" queries,
+    are matched to them, and the box losses of that match are zero."""
+    import torch
+
+    from vitviz.demo.detr_loss import hungarian_match, set_loss
+
+    targets = _targets([(0, (0.2, 0.3, 0.1, 0.2)), (3, (0.7, 0.6, 0.3, 0.2)), (1, (0.5, 0.5, 0.2, 0.2))],
+                       [(4, (0.4, 0.4, 0.3, 0.3))])
+    q, c1 = 6, 6
+    logits = torch.full((2, q, c1), -10.0)
+    logits[:, :, -1] = 10.0  # every query says "no object"...
+    boxes = torch.full((2, q, 4), 0.5)
+    placed = {0: [4, 1, 5], 1: [2]}  # ...except these, which say target j exactly
+    for i, queries in placed.items():
+        for j, qi in enumerate(queries):
+            logits[i, qi] = -10.0
+            logits[i, qi, targets[i]["labels"][j]] = 10.0
+            boxes[i, qi] = targets[i]["boxes"][j]
+    match = hungarian_match(logits, boxes, targets)
+    for i, queries in placed.items():
+        rows, cols = match[i]
+        assert dict(zip(cols.tolist(), rows.tolist())) == dict(enumerate(queries))
+    loss, parts = set_loss(logits, boxes, targets)
+    assert parts["l1"] == pytest.approx(0, abs=1e-6) and parts["giou"] == pytest.approx(0, abs=1e-6)
+    assert parts["cls"] < 1e-3
+    boxes[0, 4, 0] += 0.1  # one box off by 0.1 in cx: L1 is 0.1 over the batch's 4 objects
+    assert set_loss(logits, boxes, targets)[1]["l1"] == pytest.approx(0.1 / 4, rel=1e-4)
+
+
+def test_detr_loss_adds_every_decoder_layer():
+    import torch
+
+    from vitviz.demo.detr_loss import detr_loss, set_loss
+
+    g = torch.Generator().manual_seed(0)
+    targets = _targets([(1, (0.3, 0.3, 0.2, 0.2))], [(2, (0.6, 0.6, 0.2, 0.4)), (0, (0.2, 0.7, 0.1, 0.1))])
+    layers = [(torch.randn(2, 5, 6, generator=g), torch.rand(2, 5, 4, generator=g) * 0.5 + 0.25)
+              for _ in range(3)]
+    out = {"pred_logits": layers[-1][0], "pred_boxes": layers[-1][1],
+           "aux_outputs": [{"pred_logits": a, "pred_boxes": b} for a, b in layers[:-1]]}
+    total = sum(float(set_loss(a, b, targets)[0]) for a, b in layers)
+    assert float(detr_loss(out, targets)[0]) == pytest.approx(total, rel=1e-5)
+
+
+def test_detection_augment_moves_every_box_with_its_image():
+    import torch
+
+    from vitviz.demo.train_detr import augment_scenes
+
+    x = torch.zeros(1, 3, 10, 10, dtype=torch.uint8)
+    x[0, :, 2:5, 1:8] = 100  # object 0: rows 2-4, columns 1-7
+    x[0, :, 6:9, 5:7] = 200  # object 1: rows 6-8, columns 5-6
+    boxes = [torch.tensor([[0.1, 0.2, 0.8, 0.5], [0.5, 0.6, 0.7, 0.9]])]
+    for seed in range(16):
+        y, moved = augment_scenes(x, boxes, torch.Generator().manual_seed(seed))
+        for obj, value in enumerate((100, 200)):
+            on = y[0, 0] == value
+            rows, cols = on.any(1).nonzero().flatten(), on.any(0).nonzero().flatten()
+            expect = torch.tensor([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]) / 10
+            assert torch.allclose(moved[0][obj], expect), (seed, obj)
+
+
+def test_tiny_detr_training_is_deterministic_and_cli_writes_a_loadable_model(tmp_path, capsys):
+    import torch
+
+    from vitviz.core.models.loading import load_model
+    from vitviz.demo.train import main, state_for_saving
+    from vitviz.demo.train_detr import DetrTrainConfig, train_detector
+
+    def run(seed):
+        cfg = DetrTrainConfig(steps=2, seed=seed, batch=2, pool=4, log_every=1)
+        return state_for_saving(train_detector(cfg, log=lambda *_: None).model)
+
+    a, b, c = run(3), run(3), run(4)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+    out = tmp_path / "tiny_detr.safetensors"
+    assert main(["demo_detr", "--steps", "2", "--batch", "2", "--pool", "4", "--threads", "1",
+                 "--log-every", "1", "--eval", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "step 2/2" in printed and "GIoU" in printed and "ETA" in printed
+    assert "Objects found" in out.with_suffix(".md").read_text()
+    assert load_model("demo_detr", weights=str(out)).trained
+
+
+@pytest.fixture(scope="module")
+def detr_metrics():
+    from vitviz.demo.evaluate import evaluate_detector
+
+    return evaluate_detector("demo_detr", n=N_HELD_OUT)
+
+
+def test_demo_detr_finds_the_objects(detr_metrics):
+    """>= 90% of held-out objects have a detection above the app's default threshold with the right
+    class and IoU >= 0.5 (one detection per object)."""
+    assert detr_metrics["recall"] >= 0.90, detr_metrics
+
+
+def test_demo_detr_cross_attention_peak_on_its_object(detr_metrics):
+    """For >= 80% of found objects, the matched query's last-layer cross-attention (mean over heads)
+    peaks on a feature cell whose centre, mapped to image pixels through the grid, is in the box."""
+    assert detr_metrics["peak_in_box"] >= 0.80, detr_metrics
