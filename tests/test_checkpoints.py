@@ -449,3 +449,40 @@ def test_reduced_precision_is_gpu_only():
     assert loaded.precision == "float32" and any("GPUs only" in n for n in loaded.notes)
     with autocast(loaded), torch.no_grad():
         assert loaded.module(torch.zeros(1, 3, 64, 64)).dtype == torch.float32
+
+
+def test_batchnorm_model_loads_its_own_state_strictly_with_or_without_counters():
+    """A model with real BatchNorm (num_batches_tracked buffers) loads its own state dict, a state
+    dict without the counters, and a counters-only extra is ignored for a model that has none;
+    any other missing key still fails."""
+    import torch
+    from torch import nn
+
+    from vitviz.core.models.loading import CheckpointError, load_state_strict
+
+    def net(norm):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), norm(4))
+
+    trained = net(nn.BatchNorm2d)
+    trained.train()(torch.randn(2, 3, 8, 8))  # moves the running statistics and the counter
+    state = trained.state_dict()
+    assert int(state["1.num_batches_tracked"]) == 1
+
+    fresh = net(nn.BatchNorm2d)
+    load_state_strict(fresh, state, "own.pt")
+    assert torch.equal(fresh[1].running_mean, trained[1].running_mean)
+    assert int(fresh[1].num_batches_tracked) == 1
+
+    without = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    load_state_strict(net(nn.BatchNorm2d), without, "no_counters.pt")
+
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    frozen = net(FrozenBatchNorm2d)
+    load_state_strict(frozen, state, "frozen.pt")  # counter ignored, statistics used
+    assert torch.equal(frozen[1].running_var, trained[1].running_var)
+
+    broken = {k: v for k, v in state.items() if k != "1.running_mean"}
+    with pytest.raises(CheckpointError, match="running_mean"):
+        load_state_strict(net(nn.BatchNorm2d), broken, "broken.pt")

@@ -26,7 +26,8 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.
 
 def normalize_keys(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
     """Strip wrapper prefixes; keep only the ViT of a DINO training checkpoint ("backbone." keys
-    beside the projection "head."); drop BatchNorm counters. Returns (state, notes)."""
+    beside the projection "head."). Returns (state, notes). (BatchNorm counters are reconciled
+    by loading.load_state_strict.)"""
     notes: list[str] = []
     for prefix in _WRAPPER_PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
@@ -37,7 +38,6 @@ def normalize_keys(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[st
         if others:
             notes.append(f"Used the checkpoint's backbone; left out {len(others)} training-only keys "
                          f"({_first(others)}).")
-    state = {k: v for k, v in state.items() if not k.endswith(".num_batches_tracked")}
     return state, notes
 
 

@@ -105,8 +105,16 @@ def _read_failure(exc: Exception) -> str:
 
 
 def load_state_strict(module, state: dict, source: str, context: str = "") -> None:
-    """load_state_dict(strict=True) with a message listing missing, unexpected and mismatched keys."""
+    """load_state_dict(strict=True) with a message listing missing, unexpected and mismatched keys.
+
+    BatchNorm's `num_batches_tracked` counters are the one exception: eval mode never reads them, and
+    checkpoints keep them or not depending on the norm layer that wrote them (DETR's frozen batch
+    norm has none), so they are taken from the file when both sides have them and ignored otherwise.
+    """
     own = module.state_dict()
+    counter = ".num_batches_tracked"
+    state = {k: v for k, v in state.items() if not k.endswith(counter) or k in own}
+    state.update({k: v for k, v in own.items() if k.endswith(counter) and k not in state})
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     mismatched = [(k, tuple(state[k].shape), tuple(own[k].shape))
