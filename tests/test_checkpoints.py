@@ -438,6 +438,38 @@ def test_oom_falls_back_to_cpu_with_a_note():
         run_with_oom_fallback(lambda lm: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("x")), loaded)
 
 
+@pytest.mark.parametrize("name,module,function", [
+    ("demo_swin", "vitviz.core.capture.swin", "forward_with_capture"),
+    ("demo_detr", "vitviz.core.capture.detr", "run_detr_with_capture"),
+    ("demo_vit", "vitviz.core.capture.vit", "capture_attention"),
+])
+def test_every_family_falls_back_to_cpu_when_the_gpu_runs_out(monkeypatch, name, module, function):
+    """analyze() on a model whose device ran out of memory reruns on the CPU, with a note, and
+    gives the same result as a CPU run. The "GPU" is torch's meta device (no GPU here): the
+    capture function raises CUDA's OOM error while the model is said to be there."""
+    import importlib
+
+    runner = importlib.import_module(module)
+    real = getattr(runner, function)
+    expected = vitviz.analyze(Image.new("RGB", (128, 128), (40, 90, 160)), model=load_model(name, "random"))
+    loaded = load_model(name, "random")
+    calls = []
+
+    def on_device(*args, **kwargs):
+        calls.append(loaded.device)
+        if loaded.device != "cpu":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, function, on_device)
+    loaded.device = "meta"
+    analysis = vitviz.analyze(Image.new("RGB", (128, 128), (40, 90, 160)), model=loaded)
+    assert calls == ["meta", "cpu"]
+    assert analysis.device == "cpu" and loaded.device == "cpu"
+    assert any("ran out of memory" in n for n in analysis.notes)
+    assert np.allclose(analysis.logits, expected.logits)
+
+
 def test_reduced_precision_is_gpu_only():
     assert resolve_precision("bf16", "cuda") == ("bfloat16", None)
     assert resolve_precision(None, "cpu") == ("float32", None)

@@ -60,7 +60,13 @@ def run(loaded, image, attention_dtype=np.float16, *, pad_to: int = 1):
     t0 = time.perf_counter()
     x, mask, transform = detr_input(image, pre.size, pre.max_size, pad_to)
     t1 = time.perf_counter()
-    capture = run_detr_with_capture(loaded.module, x, mask, attention_dtype)
+    from ..models.devices import autocast, run_with_oom_fallback
+
+    def forward(lm):  # the model's device is read afresh: after a GPU OOM it is the CPU
+        with autocast(lm):
+            return run_detr_with_capture(lm.module, x, mask, attention_dtype)
+
+    capture = run_with_oom_fallback(forward, loaded)
     t2 = time.perf_counter()
     stride = model_stride(loaded.module, capture.input_hw, capture.feat_hw)
     return analysis_from_capture(

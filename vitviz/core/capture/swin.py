@@ -188,10 +188,16 @@ def run(loaded, image, attention_dtype=np.float16):
 
     t0 = time.perf_counter()
     x, transform = prepare(image, loaded.preprocess)
-    model = loaded.module
+    from ..models.devices import autocast, run_with_oom_fallback
+
     t1 = time.perf_counter()
-    cap = forward_with_capture(model, x.unsqueeze(0).to(loaded.device), attention_dtype)
-    grid = stage0_grid(model, transform)
+
+    def forward(lm):  # reads lm.device: after a GPU runs out of memory it runs again on the CPU
+        with autocast(lm):
+            return forward_with_capture(lm.module, x.unsqueeze(0).to(lm.device), attention_dtype)
+
+    cap = run_with_oom_fallback(forward, loaded)
+    grid = stage0_grid(loaded.module, transform)
     for b in cap.blocks:  # the stage grids the views draw on must be the maps the model had
         if b.feature_size != grid.coarsen(2 ** b.stage).shape:
             raise RuntimeError(f"stage {b.stage} feature map {b.feature_size} does not match its token "
