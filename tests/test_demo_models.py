@@ -298,6 +298,38 @@ def test_detection_augment_moves_every_box_with_its_image():
             assert torch.allclose(moved[0][obj], expect), (seed, obj)
 
 
+def test_detr_training_forward_is_the_models_forward():
+    """The training step unrolls DETR.forward to reach the encoder output: same predictions."""
+    import torch
+
+    from vitviz.core.models.loading import load_model
+    from vitviz.demo.train_detr import forward_with_memory
+
+    model = load_model("demo_detr", weights="random").module
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        expected = model(x, return_aux=True)
+        out, memory = forward_with_memory(model, x)
+    assert memory.shape == (2, 128, 16, 16)
+    for a, b in zip([expected, *expected["aux_outputs"]], [out, *out["aux_outputs"]]):
+        assert torch.equal(a["pred_logits"], b["pred_logits"]) and torch.equal(a["pred_boxes"], b["pred_boxes"])
+
+
+def test_cell_targets_label_the_cells_whose_centres_are_in_a_box():
+    import torch
+
+    from vitviz.demo.train_detr import cell_targets
+
+    # a big box (class 2) over the top-left quarter, a small one (class 4) inside it on top
+    t = [{"labels": torch.tensor([4, 2]), "boxes": torch.tensor([[0.3, 0.3, 0.1, 0.1],
+                                                                  [0.25, 0.25, 0.5, 0.5]])}]
+    cells = cell_targets(t, 8, 8, background=5)[0]
+    expect = torch.full((8, 8), 5)
+    expect[:4, :4] = 2
+    expect[2, 2] = 4  # centre (0.3125, 0.3125) is within 0.05 of (0.3, 0.3)
+    assert torch.equal(cells, expect)
+
+
 def test_tiny_detr_training_is_deterministic_and_cli_writes_a_loadable_model(tmp_path, capsys):
     import torch
 

@@ -413,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: per model)")
     parser.add_argument("--box-loss", type=float, default=TrainConfig.box_loss,
                         help="weight of the auxiliary salient-box L1 loss (0: classification only)")
+    parser.add_argument("--dense-loss", type=float, default=1.0,
+                        help="demo_detr: weight of the auxiliary per-cell class loss on the encoder output")
     parser.add_argument("--pool", type=int, default=None, help="training scenes rendered once (default: per model)")
     parser.add_argument("--log-every", type=int, default=TrainConfig.log_every)
     parser.add_argument("--save-every", type=int, default=0,
@@ -468,7 +470,7 @@ def _main_detr(args, defaults: dict, out: Path, command: str) -> int:
                           lr=args.lr if args.lr is not None else defaults["lr"], pool=args.pool,
                           log_every=args.log_every, save_every=args.save_every,
                           save_path=str(out.with_suffix(".partial.safetensors")),
-                          cache_dir=args.cache_dir, init=args.init)
+                          cache_dir=args.cache_dir, init=args.init, dense_loss=args.dense_loss)
     result = train_detector(cfg)
     save_weights(result.model, out, {"model": cfg.model, "seed": cfg.seed, "steps": cfg.steps,
                                      "command": command})

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .train import _dihedral_box, _fmt_time, normalise
+from .train import _dihedral_box, _fmt_time, _lr_at, normalise, save_weights
 
 
 @dataclass
@@ -36,6 +36,11 @@ class DetrTrainConfig:
     save_path: str | None = None
     cache_dir: str | None = None
     init: str | None = None
+    # Auxiliary dense loss (training only, like the classifiers' box head): a 1x1 convolution on
+    # the encoder's output names, per feature cell, the class of the object whose box holds the
+    # cell's centre (or background), cross-entropy at this weight. It stands in for the pretrained
+    # backbone DETR normally starts from; the head is dropped, nothing supervises attention.
+    dense_loss: float = 1.0
 
 
 @dataclass
@@ -99,6 +104,35 @@ def augment_scenes(x, boxes: list, gen):
     return out, new_boxes
 
 
+def forward_with_memory(model, x):
+    """DETR.forward(x, return_aux=True) unrolled from the model's own modules, also returning the
+    encoder output (n, d, h, w) that the auxiliary dense head reads."""
+    mask = x.new_zeros(x.shape[0], *x.shape[-2:], dtype=bool)
+    feats, feat_mask, pos = model.backbone(x, mask)
+    hs, memory = model.transformer(model.input_proj(feats), feat_mask, model.query_embed.weight, pos)
+    logits, boxes = model.class_embed(hs), model.bbox_embed(hs).sigmoid()
+    out = {"pred_logits": logits[-1], "pred_boxes": boxes[-1],
+           "aux_outputs": [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])]}
+    return out, memory
+
+
+def cell_targets(targets: list[dict], h: int, w: int, background: int):
+    """(n, h, w) long: per feature cell, the label of the smallest target box (cx, cy, w, h
+    fractions) that holds the cell's centre, else `background`."""
+    import torch
+
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
+    out = torch.full((len(targets), h, w), background, dtype=torch.long)
+    for i, t in enumerate(targets):
+        b = t["boxes"]
+        for k in torch.argsort(b[:, 2] * b[:, 3], descending=True).tolist():  # small ones on top
+            cx, cy, bw, bh = b[k].tolist()
+            inside = ((ys - cy).abs() <= bh / 2)[:, None] & ((xs - cx).abs() <= bw / 2)[None, :]
+            out[i][inside] = t["labels"][k]
+    return out
+
+
 def train_detector(cfg: DetrTrainConfig, log=print) -> DetrTrainResult:
     import torch
     from torchvision.ops import box_convert
@@ -128,17 +162,18 @@ def train_detector(cfg: DetrTrainConfig, log=print) -> DetrTrainResult:
         load_state_strict(model, read_state_dict(cfg.init), os.path.basename(cfg.init))
         log(f"[{cfg.model}] initialised from {cfg.init}")
     model.train()
+    num_classes = model.config.num_classes
+    dense_head = torch.nn.Conv2d(model.config.d_model, num_classes + 1, 1)  # training only
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+                             {"params": no_decay, "weight_decay": 0.0},
+                             {"params": list(dense_head.parameters()), "weight_decay": 0.0}], lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
     window: dict[str, float] = {}
     t_start = time.perf_counter()
     perm, cursor = torch.randperm(cfg.pool, generator=gen), 0
-    from .train import _lr_at
-
     for step in range(cfg.steps):
         if cursor + cfg.batch > cfg.pool:
             perm, cursor = torch.randperm(cfg.pool, generator=gen), 0
@@ -151,11 +186,16 @@ def train_detector(cfg: DetrTrainConfig, log=print) -> DetrTrainResult:
                     "boxes": box_convert(b, "xyxy", "cxcywh")} for i, b in zip(idx.tolist(), box_lists)]
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg)
-        outputs = model(x, return_aux=True)
+        outputs, memory = forward_with_memory(model, x)
         loss, parts = detr_loss(outputs, targets)
+        if cfg.dense_loss > 0:
+            cells = cell_targets(targets, *memory.shape[-2:], background=num_classes)
+            dense = torch.nn.functional.cross_entropy(dense_head(memory), cells)
+            loss = loss + cfg.dense_loss * dense
+            parts["dense"] = float(dense.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(dense_head.parameters()), cfg.clip)
         opt.step()
         for k, v in {"loss": float(loss.detach()), **parts}.items():
             window[k] = window.get(k, 0.0) + v
@@ -168,13 +208,12 @@ def train_detector(cfg: DetrTrainConfig, log=print) -> DetrTrainResult:
                      "lr": _lr_at(step, cfg), "elapsed": elapsed}
             history.append(entry)
             log(f"[{cfg.model}] step {step + 1}/{cfg.steps}  loss {entry['loss']:.3f} "
-                f"(class {entry['cls']:.3f}, L1 {entry['l1']:.3f}, GIoU {entry['giou']:.3f})  "
+                f"(class {entry['cls']:.3f}, L1 {entry['l1']:.3f}, GIoU {entry['giou']:.3f}"
+                + (f", dense {entry['dense']:.3f}" if "dense" in entry else "") + ")  "
                 f"lr {entry['lr']:.2e}  {elapsed / (step + 1):.2f} s/step  "
                 f"elapsed {_fmt_time(elapsed)}  ETA {_fmt_time(eta)}")
             window = {}
         if cfg.save_every and cfg.save_path and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
-            from .train import save_weights
-
             save_weights(model.eval(), cfg.save_path, {"model": cfg.model, "seed": cfg.seed,
                                                        "step": step + 1, "of_steps": cfg.steps})
             model.train()
