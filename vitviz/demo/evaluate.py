@@ -151,7 +151,7 @@ def evaluate_detector(model: str = "demo_detr", weights: str = "pretrained", n: 
             per_class_found[label] += 1
             values = analysis.cross_attention(-1, "mean", dets[d].query)
             row, col = np.unravel_index(int(np.nanargmax(values)), values.shape)
-            hits += centre_in_box(analysis.grid.rect(int(row), int(col)), box)
+            hits += bool(centre_in_box(analysis.grid.rect(int(row), int(col)), box))
     return {
         "n": n, "size": size, "seed": seed, "threshold": threshold, "objects": objects,
         "recall": found / objects if objects else 0.0,
