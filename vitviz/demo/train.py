@@ -375,10 +375,15 @@ def write_model_card(path: str | os.PathLike, result: TrainResult, command: str,
     if result.history:
         last = result.history[-1]
         lines.append(f"- Final training window: loss {last['loss']:.4f}, accuracy {100 * last['acc']:.1f}%")
-    lines += ["", "## Metrics on held-out scenes", ""]
-    lines += _metrics_lines(metrics)
+    return finish_card(path, lines, _metrics_lines(metrics) if metrics else None)
+
+
+def finish_card(path: str | os.PathLike, lines: list[str], metrics_lines: list[str] | None) -> Path:
+    """Append the held-out metrics and the reproduce line to a model card's lines; write it."""
+    lines = lines + ["", "## Metrics on held-out scenes", ""]
+    lines += metrics_lines if metrics_lines else ["Not measured (`--eval 0`)."]
     lines += ["", "Reproduce with the command above; `tests/test_demo_models.py` checks these numbers "
-              "on a smaller held-out set.", ""]
+              "on held-out scenes.", ""]
     path = Path(path)
     path.write_text("\n".join(lines))
     return path
@@ -445,17 +450,24 @@ def main(argv: list[str] | None = None) -> int:
                       box_loss=args.box_loss, init=args.init,
                       teacher=args.teacher)
     cfg.save_path = str(out.with_suffix(".partial.safetensors"))
-    result = train_classifier(cfg)
+    from .evaluate import evaluate_classifier
+
+    return _save_and_describe(train_classifier(cfg), out, command, args.eval, evaluate_classifier,
+                              write_model_card)
+
+
+def _save_and_describe(result, out: Path, command: str, n_eval: int, evaluate, write_card) -> int:
+    """Write the weights, measure them on `n_eval` held-out scenes, write the model card."""
+    cfg = result.config
     save_weights(result.model, out, {"model": cfg.model, "seed": cfg.seed, "steps": cfg.steps,
                                      "command": command})
     print(f"[{cfg.model}] wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
-    if args.eval > 0:
-        from .evaluate import evaluate_classifier
-
-        metrics = evaluate_classifier(cfg.model, weights=str(out), n=args.eval)
+    metrics = None
+    if n_eval > 0:
+        metrics = evaluate(cfg.model, weights=str(out), n=n_eval)
         print(f"[{cfg.model}] held-out metrics: {json.dumps(metrics)}")
-        card = write_model_card(out.with_suffix(".md"), result, command, out, metrics)
-        print(f"[{cfg.model}] wrote {card}")
+    card = write_card(out.with_suffix(".md"), result, command, out, metrics)
+    print(f"[{cfg.model}] wrote {card}")
     return 0
 
 
@@ -471,17 +483,8 @@ def _main_detr(args, defaults: dict, out: Path, command: str) -> int:
                           log_every=args.log_every, save_every=args.save_every,
                           save_path=str(out.with_suffix(".partial.safetensors")),
                           cache_dir=args.cache_dir, init=args.init, dense_loss=args.dense_loss)
-    result = train_detector(cfg)
-    save_weights(result.model, out, {"model": cfg.model, "seed": cfg.seed, "steps": cfg.steps,
-                                     "command": command})
-    print(f"[{cfg.model}] wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
-    metrics = None
-    if args.eval > 0:
-        metrics = evaluate_detector(cfg.model, weights=str(out), n=args.eval)
-        print(f"[{cfg.model}] held-out metrics: {json.dumps(metrics)}")
-    card = write_detr_model_card(out.with_suffix(".md"), result, command, out, metrics)
-    print(f"[{cfg.model}] wrote {card}")
-    return 0
+    return _save_and_describe(train_detector(cfg), out, command, args.eval, evaluate_detector,
+                              write_detr_model_card)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .train import _dihedral_box, _fmt_time, _lr_at, normalise, save_weights
+from .train import _dihedral_box, _fmt_time, _lr_at, finish_card, normalise, save_weights
 
 
 @dataclass
@@ -275,13 +275,7 @@ def write_detr_model_card(path: str | os.PathLike, result: DetrTrainResult, comm
         last = result.history[-1]
         lines.append(f"- Final training window: loss {last['loss']:.3f} (class {last['cls']:.3f}, "
                      f"L1 {last['l1']:.3f}, GIoU {last['giou']:.3f})")
-    lines += ["", "## Metrics on held-out scenes", ""]
-    lines += detr_metrics_lines(metrics) if metrics else ["Not measured (`--eval 0`)."]
-    lines += ["", "Reproduce with the command above; `tests/test_demo_models.py` checks these numbers on "
-              "a smaller held-out set.", ""]
-    path = Path(path)
-    path.write_text("\n".join(lines))
-    return path
+    return finish_card(path, lines, detr_metrics_lines(metrics) if metrics else None)
 
 
 def detr_metrics_lines(m: dict) -> list[str]:
