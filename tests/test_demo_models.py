@@ -283,14 +283,14 @@ def test_detr_loss_adds_every_decoder_layer():
 def test_detection_augment_moves_every_box_with_its_image():
     import torch
 
-    from vitviz.demo.train_detr import augment_scenes
+    from vitviz.demo.train import augment
 
     x = torch.zeros(1, 3, 10, 10, dtype=torch.uint8)
     x[0, :, 2:5, 1:8] = 100  # object 0: rows 2-4, columns 1-7
     x[0, :, 6:9, 5:7] = 200  # object 1: rows 6-8, columns 5-6
     boxes = [torch.tensor([[0.1, 0.2, 0.8, 0.5], [0.5, 0.6, 0.7, 0.9]])]
     for seed in range(16):
-        y, moved = augment_scenes(x, boxes, torch.Generator().manual_seed(seed))
+        y, moved = augment(x, torch.Generator().manual_seed(seed), boxes)
         for obj, value in enumerate((100, 200)):
             on = y[0, 0] == value
             rows, cols = on.any(1).nonzero().flatten(), on.any(0).nonzero().flatten()

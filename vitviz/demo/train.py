@@ -121,16 +121,16 @@ def resize_pool(x_uint8, size: int):
 def augment(x, gen, boxes=None):
     """Per image, one of the 8 dihedral transforms and a channel permutation.
 
-    x: (n, 3, s, s) square images; gen: torch.Generator; boxes: optional (n, 4) float
-    (x0, y0, x1, y1) as fractions of the side, transformed with their image.
-    Returns the new images, or (images, boxes) when boxes are given."""
+    x: (n, 3, s, s) square images; gen: torch.Generator; boxes: optional (x0, y0, x1, y1) boxes as
+    fractions of the side, transformed with their image: an (n, 4) tensor (one box per image) or a
+    list of n (k_i, 4) tensors (detection scenes). Returns the new images, or (images, boxes)."""
     import torch
 
     n = x.shape[0]
     ks = torch.randint(0, 8, (n,), generator=gen)
     perms = torch.stack([torch.randperm(3, generator=gen) for _ in range(n)])
     out = torch.empty_like(x)
-    new_boxes = None if boxes is None else torch.empty_like(boxes)
+    moved = []
     for i in range(n):
         xi = x[i, perms[i]]
         k = int(ks[i])
@@ -138,21 +138,23 @@ def augment(x, gen, boxes=None):
             xi = xi.flip(-1)
         out[i] = torch.rot90(xi, k % 4, dims=(-2, -1))
         if boxes is not None:
-            new_boxes[i] = _dihedral_box(boxes[i], k)
-    return out if boxes is None else (out, new_boxes)
+            moved.append(_dihedral_box(boxes[i], k))
+    if boxes is None:
+        return out
+    return out, (torch.stack(moved) if isinstance(boxes, torch.Tensor) else moved)
 
 
 def _dihedral_box(box, k: int):
-    """The box of `augment`'s transform k: a horizontal flip if k >= 4, then k % 4 quarter turns
-    of torch.rot90 (dims (-2, -1)), which take the point (x, y) to (y, 1 - x)."""
+    """The boxes (..., 4) under `augment`'s transform k: a horizontal flip if k >= 4, then k % 4
+    quarter turns of torch.rot90 (dims (-2, -1)), which take the point (x, y) to (y, 1 - x)."""
     import torch
 
-    xs, ys = box[[0, 2]], box[[1, 3]]
+    xs, ys = box[..., 0::2], box[..., 1::2]  # (x0, x1), (y0, y1)
     if k >= 4:
         xs = 1 - xs
     for _ in range(k % 4):
         xs, ys = ys, 1 - xs
-    return torch.stack([xs.min(), ys.min(), xs.max(), ys.max()])
+    return torch.stack([xs.amin(-1), ys.amin(-1), xs.amax(-1), ys.amax(-1)], dim=-1)
 
 
 def features_and_logits(model, x):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .train import _dihedral_box, _fmt_time, _lr_at, finish_card, normalise, save_weights
+from .train import _fmt_time, _lr_at, augment, finish_card, normalise, save_weights
 
 
 @dataclass
@@ -81,27 +81,6 @@ def detection_pool(n: int, size: int, seed: int, cache_dir: str | os.PathLike | 
         np.savez(tmp, images=images, labels=labels_a, boxes=boxes_a, offsets=offsets_a)
         tmp.replace(cache)
     return images, labels_a, boxes_a, offsets_a
-
-
-def augment_scenes(x, boxes: list, gen):
-    """Per image one of the 8 dihedral transforms (its boxes with it) and a channel permutation.
-    x (n, 3, s, s); boxes[i] (k_i, 4) xyxy fractions of the side. Returns (images, boxes)."""
-    import torch
-
-    n = x.shape[0]
-    ks = torch.randint(0, 8, (n,), generator=gen)
-    perms = torch.stack([torch.randperm(3, generator=gen) for _ in range(n)])
-    out = torch.empty_like(x)
-    new_boxes = []
-    for i in range(n):
-        xi = x[i, perms[i]]
-        k = int(ks[i])
-        if k >= 4:
-            xi = xi.flip(-1)
-        out[i] = torch.rot90(xi, k % 4, dims=(-2, -1))
-        new_boxes.append(torch.stack([_dihedral_box(b, k) for b in boxes[i]]) if len(boxes[i])
-                         else boxes[i])
-    return out, new_boxes
 
 
 def forward_with_memory(model, x):
@@ -180,7 +159,7 @@ def train_detector(cfg: DetrTrainConfig, log=print) -> DetrTrainResult:
         idx = perm[cursor:cursor + cfg.batch]
         cursor += cfg.batch
         box_lists = [boxes_t[offsets[i]:offsets[i + 1]] for i in idx.tolist()]
-        x, box_lists = augment_scenes(x_all[idx], box_lists, gen)
+        x, box_lists = augment(x_all[idx], gen, box_lists)
         x = normalise(x, pre.mean, pre.std)
         targets = [{"labels": labels_t[offsets[i]:offsets[i + 1]],
                     "boxes": box_convert(b, "xyxy", "cxcywh")} for i, b in zip(idx.tolist(), box_lists)]
