@@ -245,7 +245,12 @@ def write_detr_model_card(path: str | os.PathLike, result: DetrTrainResult, comm
         f"gradient clip {cfg.clip:g}",
         "- Loss: DETR's (`vitviz.demo.detr_loss`): Hungarian matching (scipy `linear_sum_assignment`) "
         "on class + 5 x L1 + 2 x GIoU, then cross-entropy (no-object weighted 0.1) + 5 x L1 + 2 x GIoU, "
-        "on every decoder layer's output",
+        "on every decoder layer's output"
+        + (f"; plus {cfg.dense_loss:g} x an auxiliary per-cell cross-entropy: a 1x1 convolution on the "
+           "encoder output names the class of the object whose box holds each cell's centre, or "
+           "background. That head is used only in training (it stands in for the pretrained backbone "
+           "DETR normally starts from) and is not part of the shipped weights; nothing supervises "
+           "attention." if cfg.dense_loss > 0 else ""),
         *([f"- Initialised from `{cfg.init}` (a previous training stage)"] if cfg.init else []),
         f"- Hardware: CPU, {cfg.threads} thread(s); wall time {_fmt_time(result.wall_time)} training "
         f"+ {_fmt_time(result.pool_time)} rendering (or loading) the pool",
