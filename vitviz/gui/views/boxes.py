@@ -32,6 +32,10 @@ def text_color(fill: QtGui.QColor) -> QtGui.QColor:
 def color_icon(color: QtGui.QColor, size: int = 12) -> QtGui.QIcon:
     pm = QtGui.QPixmap(size, size)
     pm.fill(color)
+    painter = QtGui.QPainter(pm)  # a grey rim, so a white swatch shows on a white list
+    painter.setPen(QtGui.QColor("#808080"))
+    painter.drawRect(0, 0, size - 1, size - 1)
+    painter.end()
     return QtGui.QIcon(pm)
 
 
@@ -109,8 +113,9 @@ class BoxOverlay:
             x0, y0, x1, y1 = box
             rect = QtWidgets.QGraphicsRectItem(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
             rect.setZValue(self.Z + (len(boxes) - n) * 0.001)  # best box on top
-            label = pg.TextItem(text, color=text_color(color), fill=pg.mkBrush(color),
-                                anchor=(0, 1) if y0 > 0 else (0, 0))
+            label = pg.TextItem(text, color=text_color(color), fill=pg.mkBrush(color))
+            # the tag sits on the box's top edge, inside the box when above it would leave the image
+            label.setAnchor((0, 1) if y0 - self._data_height(label) >= 0 else (0, 0))
             label.setPos(x0, y0)
             label.setZValue(self.Z + 1 + (len(boxes) - n) * 0.001)
             self.vb.addItem(rect)
@@ -118,6 +123,13 @@ class BoxOverlay:
             self.rects[query], self.labels[query] = rect, label
             self.boxes[query], self.colors[query] = box, color
         self.set_selected(self.selected)
+
+    def _data_height(self, item: pg.TextItem) -> float:
+        """The tag's height in image pixels at the current zoom (its font size is in screen pixels)."""
+        try:
+            return item.boundingRect().height() * abs(self.vb.viewPixelSize()[1])
+        except Exception:  # a view not laid out yet has no pixel size
+            return 0.0
 
     def set_selected(self, query: int | None) -> None:
         """Thick outline for the selected box, thin for the others."""
