@@ -371,3 +371,23 @@ def test_demo_detr_cross_attention_peak_on_its_object(detr_metrics):
     """For >= 80% of found objects, the matched query's last-layer cross-attention (mean over heads)
     peaks on a feature cell whose centre, mapped to image pixels through the grid, is in the box."""
     assert detr_metrics["peak_in_box"] >= 0.80, detr_metrics
+
+
+def test_demo_detr_at_sample_resolution():
+    """Scenes rendered at 384 px (as the bundled samples are) go through DETR's resize to 128 px,
+    and the boxes come back in the 384 px image's pixels."""
+    import vitviz
+    from vitviz.core.models.loading import load_model
+    from vitviz.demo.evaluate import match_detections
+    from vitviz.demo.scenes import TEST_SEED, detection_scene
+
+    loaded = load_model("demo_detr")
+    objects = found = 0
+    for i in range(20):
+        image, labels, boxes = detection_scene(TEST_SEED + 50_000 + i, 384)
+        analysis = vitviz.analyze(image, model=loaded)
+        assert analysis.grid.shape == (16, 16)
+        matched = match_detections(analysis.detections(0.7), labels, boxes)
+        objects += len(labels)
+        found += sum(m is not None for m in matched)
+    assert found >= 0.85 * objects, (found, objects)
