@@ -25,9 +25,9 @@ import numpy as np
 
 DEMO_MODELS = ("demo_vit", "demo_swin", "demo_detr")
 # What the bundled weights were trained with (the CLI's defaults per model; for demo_swin its first
-# stage: resources/demo/demo_swin.md gives the second, distilled from demo_vit).
+# stage: resources/demo/demo_swin.md gives the later ones, distilled from demo_vit).
 MODEL_DEFAULTS = {"demo_vit": {"steps": 6000, "lr": 5e-4}, "demo_swin": {"steps": 4500, "lr": 7e-4},
-                  "demo_detr": {"steps": 5000, "lr": 3e-4, "batch": 16, "pool": 16000}}
+                  "demo_detr": {"steps": 8000, "lr": 4e-4, "batch": 8, "pool": 16000, "dense_loss": 2.0}}
 
 
 @dataclass
@@ -420,8 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: per model)")
     parser.add_argument("--box-loss", type=float, default=TrainConfig.box_loss,
                         help="weight of the auxiliary salient-box L1 loss (0: classification only)")
-    parser.add_argument("--dense-loss", type=float, default=1.0,
-                        help="demo_detr: weight of the auxiliary per-cell class loss on the encoder output")
+    parser.add_argument("--dense-loss", type=float, default=None,
+                        help="demo_detr: weight of the auxiliary per-cell class loss on the encoder output "
+                             "(default: what the bundled model used)")
     parser.add_argument("--pool", type=int, default=None, help="training scenes rendered once (default: per model)")
     parser.add_argument("--log-every", type=int, default=TrainConfig.log_every)
     parser.add_argument("--save-every", type=int, default=0,
@@ -484,7 +485,8 @@ def _main_detr(args, defaults: dict, out: Path, command: str) -> int:
                           lr=args.lr if args.lr is not None else defaults["lr"], pool=args.pool,
                           log_every=args.log_every, save_every=args.save_every,
                           save_path=str(out.with_suffix(".partial.safetensors")),
-                          cache_dir=args.cache_dir, init=args.init, dense_loss=args.dense_loss)
+                          cache_dir=args.cache_dir, init=args.init,
+                          dense_loss=args.dense_loss if args.dense_loss is not None else defaults["dense_loss"])
     return _save_and_describe(train_detector(cfg), out, command, args.eval, evaluate_detector,
                               write_detr_model_card)
 
