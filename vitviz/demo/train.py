@@ -202,12 +202,26 @@ def _fmt_time(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
+def seeded_model(cfg, spec, log):
+    """The model to train, in train mode: random weights drawn after torch.manual_seed(cfg.seed),
+    or the weights of an earlier stage (cfg.init), loaded strictly."""
+    import torch
+
+    from vitviz.core.models.loading import _build, load_state_strict, read_state_dict
+
+    torch.manual_seed(cfg.seed)
+    model = _build(spec, spec.preprocess)
+    if cfg.init:
+        load_state_strict(model, read_state_dict(cfg.init), os.path.basename(cfg.init))
+        log(f"[{cfg.model}] initialised from {cfg.init}")
+    return model.train()
+
+
 def train_classifier(cfg: TrainConfig, log=print) -> TrainResult:
     """Train demo_vit or demo_swin on the shapes pool; returns the model in eval mode."""
     import torch
     import torch.nn.functional as F
 
-    from vitviz.core.models.loading import _build
     from vitviz.core.models.registry import get_spec
 
     from .scenes import TRAIN_SEED
@@ -225,14 +239,7 @@ def train_classifier(cfg: TrainConfig, log=print) -> TrainResult:
         f"model input {pre.size} px ({_fmt_time(pool_time)})")
     y_all = torch.from_numpy(labels)
 
-    torch.manual_seed(cfg.seed)
-    model = _build(spec, pre)
-    if cfg.init:
-        from vitviz.core.models.loading import load_state_strict, read_state_dict
-
-        load_state_strict(model, read_state_dict(cfg.init), os.path.basename(cfg.init))
-        log(f"[{cfg.model}] initialised from {cfg.init}")
-    model.train()
+    model = seeded_model(cfg, spec, log)
     with torch.no_grad():  # eval: no stochastic depth, so no random numbers are used
         feat_dim = features_and_logits(model.eval(), torch.zeros(1, 3, pre.size, pre.size))[0].shape[1]
     model.train()
@@ -363,7 +370,7 @@ def write_model_card(path: str | os.PathLike, result: TrainResult, command: str,
         f"- Seed {cfg.seed}; {cfg.steps} steps of batch {cfg.batch} "
         f"({cfg.steps * cfg.batch:,} samples); AdamW lr {cfg.lr:g} (warm-up {cfg.warmup:.0%}, cosine to 0), "
         f"weight decay {cfg.weight_decay:g}, label smoothing {cfg.label_smoothing:g}, gradient clip 1.0",
-        f"- Loss: cross-entropy" + (f" + {cfg.box_loss:g} x L1 of an auxiliary linear head on the model's "
+        "- Loss: cross-entropy" + (f" + {cfg.box_loss:g} x L1 of an auxiliary linear head on the model's "
         "features (ViT: the class token's; Swin: the last-stage map) regressing the salient shape's box (cx, cy, w, h as fractions of the side). The box head is "
         "used only during training and is not part of the shipped weights; nothing supervises attention."
         if cfg.box_loss > 0 else " only"),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .train import _fmt_time, _lr_at, augment, finish_card, normalise, save_weights
+from .train import _fmt_time, _lr_at, augment, finish_card, normalise, save_weights, seeded_model
 
 
 @dataclass
@@ -116,7 +116,6 @@ def train_detector(cfg: DetrTrainConfig, log=print) -> DetrTrainResult:
     import torch
     from torchvision.ops import box_convert
 
-    from vitviz.core.models.loading import _build, load_state_strict, read_state_dict
     from vitviz.core.models.registry import get_spec
 
     from .detr_loss import detr_loss
@@ -135,12 +134,7 @@ def train_detector(cfg: DetrTrainConfig, log=print) -> DetrTrainResult:
     labels_t = torch.from_numpy(labels)
     boxes_t = torch.from_numpy(boxes) / size  # xyxy fractions of the side
 
-    torch.manual_seed(cfg.seed)
-    model = _build(spec, pre)
-    if cfg.init:
-        load_state_strict(model, read_state_dict(cfg.init), os.path.basename(cfg.init))
-        log(f"[{cfg.model}] initialised from {cfg.init}")
-    model.train()
+    model = seeded_model(cfg, spec, log)
     num_classes = model.config.num_classes
     dense_head = torch.nn.Conv2d(model.config.d_model, num_classes + 1, 1)  # training only
     decay = [p for p in model.parameters() if p.ndim >= 2]
