@@ -348,6 +348,20 @@ def test_tiny_detr_training_is_deterministic_and_cli_writes_a_loadable_model(tmp
     assert load_model("demo_detr", weights=str(out)).trained
 
 
+def test_match_detections_one_per_object_right_class_iou_half():
+    from vitviz.core.analysis.detr import Detection
+    from vitviz.demo.evaluate import match_detections
+
+    labels, boxes = [1, 3], [(10, 10, 30, 30), (50, 50, 90, 90)]
+    dets = [Detection(0, 1, "square", 0.99, (11, 11, 31, 31)),   # object 0
+            Detection(1, 1, "square", 0.95, (10, 10, 29, 30)),   # a duplicate of it: unmatched
+            Detection(2, 2, "triangle", 0.9, (50, 50, 90, 90)),  # right place, wrong class
+            Detection(3, 3, "star", 0.8, (50, 50, 70, 90))]      # IoU 0.5 exactly: object 1
+    assert match_detections(dets, labels, boxes) == [0, 3]
+    assert match_detections(dets[:3], labels, boxes) == [0, None]
+    assert match_detections([], labels, boxes) == [None, None]
+
+
 @pytest.fixture(scope="module")
 def detr_metrics():
     from vitviz.demo.evaluate import evaluate_detector

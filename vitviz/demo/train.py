@@ -402,11 +402,8 @@ def _metrics_lines(metrics: dict) -> list[str]:
     out = [f"Measured through `vitviz.analyze` on {metrics['n']} scenes from `TEST_SEED` "
            f"rendered at {metrics['size']} px:", ""]
     out.append(f"- Accuracy: {100 * metrics['accuracy']:.1f}%")
-    if metrics.get("peak_in_box") is not None:
-        out.append(f"- Attention peak inside the salient shape's box ({metrics['attention']}): "
-                   f"{100 * metrics['peak_in_box']:.1f}% of scenes")
-    elif metrics.get("attention_note"):
-        out.append(f"- Attention peak: {metrics['attention_note']}")
+    out.append(f"- Attention peak inside the salient shape's box ({metrics['attention']}): "
+               f"{100 * metrics['peak_in_box']:.1f}% of scenes")
     if metrics.get("per_class"):
         out.append("- Per-class accuracy: " + ", ".join(
             f"{k} {100 * v:.1f}%" for k, v in metrics["per_class"].items() if v is not None))
