@@ -21,12 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .host import attention_dtype, to_host
+
 # nn.MultiheadAttention.forward's parameters, in order, for moving positionals to keywords
 _MHA_PARAMS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask",
                "average_attn_weights", "is_causal")
-
-_TORCH_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}
-
 
 @dataclass
 class DetrCaptureResult:
@@ -78,7 +77,7 @@ class DetrAttentionStore:
 
     def put(self, group: str, layer: int, n_layers: int, weights: Tensor) -> None:
         # (n, heads, Lq, Ls) -> one host copy of item's (heads, Lq, Ls) in the capture dtype
-        w = weights[self.item].detach().to(dtype=_TORCH_DTYPES[self.dtype]).cpu().numpy()
+        w = to_host(weights[self.item], self.dtype)
         arr = getattr(self, group)
         if arr is None or arr.shape[1:] != w.shape or layer in self._filled.get(group, ()):
             # first layer of a new forward: allocate all layers at once, no later stacking copy
@@ -122,10 +121,7 @@ def capture_detr_attention(model: nn.Module, attn_dtype=np.float16, item: int = 
                            ) -> Iterator[DetrAttentionStore]:
     """Within the block, each forward of `model` fills the yielded store with batch item
     `item`'s per-head attention of every layer and its feature-map padding mask."""
-    dtype = np.dtype(attn_dtype)
-    if dtype not in _TORCH_DTYPES:
-        raise ValueError(f"attn_dtype must be float16 or float32, not {dtype}")
-    store = DetrAttentionStore(item=item, dtype=dtype)
+    store = DetrAttentionStore(item=item, dtype=attention_dtype(attn_dtype))
     handles = []
 
     def mask_hook(module, args):

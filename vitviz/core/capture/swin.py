@@ -25,6 +25,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..analysis.swin import SwinBlock
 from ..analysis.windows import WindowLayout, bias_table
+from .host import to_host
 
 _SOFTMAX = (F.softmax, torch.softmax, Tensor.softmax)
 
@@ -82,10 +83,6 @@ def swin_blocks(model: nn.Module) -> list[tuple[int, int, nn.Module]]:
     return found
 
 
-def _torch_dtype(dtype) -> "torch.dtype":
-    return torch.float16 if np.dtype(dtype) == np.float16 else torch.float32
-
-
 def _record(index: int, module: nn.Module, x: Tensor, rec: _Recorder, dtype) -> BlockCapture:
     b, h, w, _ = x.shape  # NHWC
     layout = WindowLayout.for_block(h, w, module.window_size, module.shift_size)
@@ -96,9 +93,8 @@ def _record(index: int, module: nn.Module, x: Tensor, rec: _Recorder, dtype) -> 
         raise RuntimeError(
             f"torchvision's shifted_window_attention no longer works as vitviz expects (block {index}: "
             f"softmax shapes {got}, expected [{expected}]; shift {rec.shift or (0, 0)}, expected {layout.shift})")
-    # windows are batch-major; cast in torch (numpy's float16 cast cost more than the forward)
-    a = rec.softmax[0][: layout.num_windows].detach().to("cpu", _torch_dtype(dtype), copy=True)
-    return BlockCapture(index, layout, a.numpy())  # a copy: never a view of the model's
+    # windows are batch-major
+    return BlockCapture(index, layout, to_host(rec.softmax[0][: layout.num_windows], dtype))
 
 
 @contextmanager

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .host import to_host
+
 
 def attention_modules(model: nn.Module) -> list[nn.MultiheadAttention]:
     """The self-attention module of every encoder layer, in order."""
@@ -36,9 +38,7 @@ def capture_attention(model: nn.Module, dtype: np.dtype = np.float16) -> Iterato
 
     def hook(module, args, output):
         weights = output[1]  # (batch, heads, N, N), rows = queries
-        # cast in torch: numpy's float16 cast cost ~5x more than this (measured by vitviz bench)
-        target = torch.float16 if np.dtype(dtype) == np.float16 else torch.float32
-        store.append(weights[0].detach().to("cpu", target, copy=True).numpy())
+        store.append(to_host(weights[0], dtype))
 
     try:
         for mha in attention_modules(model):
