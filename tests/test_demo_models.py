@@ -399,3 +399,22 @@ def test_demo_detr_at_sample_resolution():
         objects += len(labels)
         found += sum(m is not None for m in matched)
     assert found >= 0.85 * objects, (found, objects)
+
+
+def test_scene_pools_are_cached_as_rendered(tmp_path, monkeypatch):
+    """A pool read back from --cache-dir is the pool rendered, for both scene kinds."""
+    from vitviz.demo import scenes
+    from vitviz.demo.train import scene_pool
+    from vitviz.demo.train_detr import detection_pool
+
+    for pool in (scene_pool, detection_pool):
+        rendered = pool(4, 32, 7, tmp_path)
+        for a, b in zip(rendered, pool(4, 32, 7, None)):  # uncached: rendered afresh, the same
+            assert np.array_equal(a, b)
+        monkeypatch.setattr(scenes, "classification_scene", None)  # a second render would fail
+        monkeypatch.setattr(scenes, "detection_scene", None)
+        for a, b in zip(rendered, pool(4, 32, 7, tmp_path)):
+            assert np.array_equal(a, b)
+        monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shapes_cls_32px_seed7_n4.npz",
+                                                           "shapes_det_32px_seed7_n4.npz"]

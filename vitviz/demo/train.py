@@ -78,30 +78,40 @@ def default_threads() -> int:
 RENDER_SIZE = 96  # training scenes are rendered at this size, then resized to the model's input
 
 
+def cached_arrays(cache_dir: str | os.PathLike | None, name: str, render) -> dict:
+    """render() -> {name: array}, kept as ``cache_dir/name.npz`` between runs (None: not kept).
+    Written to a temporary file first, so an interrupted run never leaves a half cache."""
+    if cache_dir is None:
+        return render()
+    cache = Path(cache_dir) / f"{name}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            return {k: z[k] for k in z.files}
+    arrays = render()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(cache)
+    return arrays
+
+
 def scene_pool(n: int, size: int, seed: int, cache_dir: str | os.PathLike | None = None):
     """The first ``n`` classification scenes from ``seed`` rendered at ``size`` px as uint8 arrays
     (images [n, size, size, 3], labels [n], boxes [n, 4]); cached as .npz in ``cache_dir``."""
     from .scenes import classification_scene
 
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"shapes_cls_{size}px_seed{seed}_n{n}.npz"
-        if cache.is_file():
-            with np.load(cache) as z:
-                return z["images"], z["labels"], z["boxes"]
-    images = np.empty((n, size, size, 3), dtype=np.uint8)
-    labels = np.empty(n, dtype=np.int64)
-    boxes = np.empty((n, 4), dtype=np.float32)
-    for i in range(n):
-        img, labels[i], box = classification_scene(seed + i, size)
-        images[i] = np.asarray(img)
-        boxes[i] = box
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images, labels=labels, boxes=boxes)
-        tmp.replace(cache)
-    return images, labels, boxes
+    def render():
+        images = np.empty((n, size, size, 3), dtype=np.uint8)
+        labels = np.empty(n, dtype=np.int64)
+        boxes = np.empty((n, 4), dtype=np.float32)
+        for i in range(n):
+            img, labels[i], box = classification_scene(seed + i, size)
+            images[i] = np.asarray(img)
+            boxes[i] = box
+        return {"images": images, "labels": labels, "boxes": boxes}
+
+    z = cached_arrays(cache_dir, f"shapes_cls_{size}px_seed{seed}_n{n}", render)
+    return z["images"], z["labels"], z["boxes"]
 
 
 def resize_pool(x_uint8, size: int):

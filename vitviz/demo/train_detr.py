@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .train import _fmt_time, _lr_at, augment, finish_card, normalise, save_weights, seeded_model
+from .train import _fmt_time, _lr_at, augment, cached_arrays, finish_card, normalise, save_weights, seeded_model
 
 
 @dataclass
@@ -58,29 +58,20 @@ def detection_pool(n: int, size: int, seed: int, cache_dir: str | os.PathLike | 
     (scene i owns objects offsets[i]:offsets[i+1]); cached as .npz in ``cache_dir``."""
     from .scenes import detection_scene
 
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"shapes_det_{size}px_seed{seed}_n{n}.npz"
-        if cache.is_file():
-            with np.load(cache) as z:
-                return z["images"], z["labels"], z["boxes"], z["offsets"]
-    images = np.empty((n, size, size, 3), dtype=np.uint8)
-    labels, boxes, offsets = [], [], [0]
-    for i in range(n):
-        img, lab, box = detection_scene(seed + i, size)
-        images[i] = np.asarray(img)
-        labels += list(lab)
-        boxes.append(box)
-        offsets.append(offsets[-1] + len(lab))
-    labels_a = np.asarray(labels, np.int64)
-    boxes_a = np.concatenate(boxes).astype(np.float32)
-    offsets_a = np.asarray(offsets, np.int64)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images, labels=labels_a, boxes=boxes_a, offsets=offsets_a)
-        tmp.replace(cache)
-    return images, labels_a, boxes_a, offsets_a
+    def render():
+        images = np.empty((n, size, size, 3), dtype=np.uint8)
+        labels, boxes, offsets = [], [], [0]
+        for i in range(n):
+            img, lab, box = detection_scene(seed + i, size)
+            images[i] = np.asarray(img)
+            labels += list(lab)
+            boxes.append(box)
+            offsets.append(offsets[-1] + len(lab))
+        return {"images": images, "labels": np.asarray(labels, np.int64),
+                "boxes": np.concatenate(boxes).astype(np.float32), "offsets": np.asarray(offsets, np.int64)}
+
+    z = cached_arrays(cache_dir, f"shapes_det_{size}px_seed{seed}_n{n}", render)
+    return z["images"], z["labels"], z["boxes"], z["offsets"]
 
 
 def forward_with_memory(model, x):
