@@ -9,9 +9,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from .clicks import left_click_point
-
 from ..colormaps import DEFAULT_COLORMAP, map_values
+from .clicks import left_click_point
 from .image_view import ImageView
 
 # Okabe-Ito (colour-blind safe) first, then a few more distinct hues; cycles after that.

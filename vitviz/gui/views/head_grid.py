@@ -8,9 +8,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from .clicks import left_click_point
-
 from ..colormaps import DEFAULT_COLORMAP, map_values
+from .clicks import left_click_point
 
 GAP = 1  # pixels of background between tiles
 
