@@ -8,7 +8,7 @@ import json
 
 from PySide6 import QtCore, QtGui
 
-from .export import ExportError, ExportRequest
+from .export_request import ExportError, ExportRequest
 from .export_layouts import build_figure, finite_range, nice_ticks
 from .export_painter import THEMES, Figure, Theme, heat_rgba, qcolor
 

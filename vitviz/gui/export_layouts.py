@@ -11,11 +11,12 @@ import math
 import numpy as np
 from PySide6 import QtCore
 
-from .colormaps import map_values
-from .export import ExportContext, ExportError, ExportRequest, ExportSources, MapView, TileGrid
+from ..core.colormaps import map_values
+from ..core.figures import ExportError, ExportSources, MapView, TileGrid
+from .export_request import ExportContext, ExportRequest
 from .export_painter import (THEMES, Colorbar, Figure, MapPanel, Text, Theme, Tiles, elide, text_width,
                              wrapped_height)
-from .views.head_grid import normalise_tiles
+from ..core.figures import normalise_tiles
 
 MARGIN = 20.0
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PySide6 import QtCore, QtGui
 
-from .colormaps import lookup_table, map_values
-from .export import ExportError, ExportRequest, MapView
+from ..core.colormaps import lookup_table, map_values
+from ..core.figures import ExportError, MapView
+from .export_request import ExportRequest
 
 FONT = "DejaVu Sans"
 VECTOR_MAP_PX = 1024  # heatmaps in SVG/PDF: upsampled to at least this many pixels on the long side

@@ -8,19 +8,11 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from ...core.figures import normalise_tiles
 from ..colormaps import DEFAULT_COLORMAP, map_values
 from .clicks import left_click_point
 
 GAP = 1  # pixels of background between tiles
-
-
-def normalise_tiles(maps: np.ndarray) -> np.ndarray:
-    """(L, H, r, c) -> each tile scaled to [0, 1] by its own min and max (heads differ by orders of
-    magnitude; a shared scale would show a few bright tiles and 140 black ones). NaN stays NaN."""
-    lo = np.nanmin(maps, axis=(2, 3), keepdims=True)
-    hi = np.nanmax(maps, axis=(2, 3), keepdims=True)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    return (maps - lo) / span
 
 
 def composite(tiles_rgba: np.ndarray, gap: int = GAP, background=(32, 33, 36, 255)) -> np.ndarray:
