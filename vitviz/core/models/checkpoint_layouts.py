@@ -16,7 +16,7 @@ from torch import Tensor
 
 from . import known_checkpoints as known
 from .registry import ModelSpec, Preprocess, all_specs, get_spec
-from .loading import CheckpointError
+from .errors import CheckpointError
 
 TORCHVISION_VIT, TORCHVISION_SWIN, DETR, TIMM_VIT, UNKNOWN = (
     "torchvision ViT", "torchvision Swin", "DETR (official)", "timm-style ViT", "unknown")

@@ -17,30 +17,13 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Union
 
+from .checkpoint_urls import CHECKPOINT_URLS  # noqa: F401 (public here too)
+from .weights import cached_weights_path, hub_checkpoint_dir, weights_url
+
 ProgressCallback = Callable[[int, Union[int, None]], None]  # (done_bytes, total_bytes or None)
 CancelFlag = Union[Callable[[], bool], "threading.Event", None]  # noqa: F821 (anything with is_set())
 
 BASE_URL_ENV = "VITVIZ_WEIGHTS_BASE_URL"
-
-# Checkpoints torchvision does not ship, by the model name they load as. The file name is the URL's
-# last part; a hex part after the last '-' is the start of the file's sha256 (torch.hub's convention).
-CHECKPOINT_URLS: dict[str, str] = {
-    # facebookresearch/detr, COCO detection (hubconf.py)
-    "detr_resnet50": "https://dl.fbaipublicfiles.com/detr/detr-r50-e632da11.pth",
-    "detr_resnet50_dc5": "https://dl.fbaipublicfiles.com/detr/detr-r50-dc5-f0fb7ef5.pth",
-    "detr_resnet101": "https://dl.fbaipublicfiles.com/detr/detr-r101-2c7b67e5.pth",
-    "detr_resnet101_dc5": "https://dl.fbaipublicfiles.com/detr/detr-r101-dc5-a2e86def.pth",
-    # facebookresearch/dino, self-supervised backbones (no head, no hash in the name)
-    "dino_vits8": "https://dl.fbaipublicfiles.com/dino/dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth",
-    "dino_vits16": "https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth",
-    "dino_vitb8": "https://dl.fbaipublicfiles.com/dino/dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth",
-    "dino_vitb16": "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth",
-    # facebookresearch/deit, ImageNet-1k classifiers
-    "deit_tiny_distilled": "https://dl.fbaipublicfiles.com/deit/deit_tiny_distilled_patch16_224-b40b3cf7.pth",
-    "deit_small": "https://dl.fbaipublicfiles.com/deit/deit_small_patch16_224-cd65a155.pth",
-    # facebookresearch/mae, pretrained encoder (no head)
-    "mae_vit_base": "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_base.pth",
-}
 
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.[^-]*$")
 
@@ -83,8 +66,6 @@ def download_file(url: str, folder: str | os.PathLike | None = None, *,
     not say); an exception it raises aborts the download cleanly. `cancel` (a callable returning
     True, or a threading.Event) is checked between chunks. The file appears under its final name
     only once complete and, when its name carries a sha256 prefix, verified."""
-    from .weights import hub_checkpoint_dir
-
     folder = Path(folder) if folder is not None else hub_checkpoint_dir()
     name = file_name_of(url)
     source = effective_url(url, base_url)
@@ -165,7 +146,6 @@ def download_weights(spec, *, progress: ProgressCallback | None = None, cancel: 
     """The pretrained weights of `spec` (a ModelSpec or registry name) in the hub cache, downloaded
     if they are not there yet."""
     from .registry import get_spec
-    from .weights import cached_weights_path, weights_url
 
     spec = get_spec(spec) if isinstance(spec, str) else spec
     cached = cached_weights_path(spec)

@@ -12,21 +12,9 @@ from typing import Callable, Union
 from .registry import ModelSpec, Preprocess, get_spec
 from . import weights as wts
 from .devices import resolve_device, resolve_precision  # noqa: F401 (resolve_device: public here too)
+from .errors import CheckpointError  # noqa: F401 (public here too)
 
 ProgressCallback = Callable[[int, Union[int, None]], None]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file could not be used; the message says which file and why. `missing`,
-    `unexpected` and `mismatched` ((key, checkpoint shape, model shape)) list the keys that did
-    not fit, when that was the reason."""
-
-    def __init__(self, message: str, missing: list[str] | None = None, unexpected: list[str] | None = None,
-                 mismatched: list[tuple[str, tuple, tuple]] | None = None) -> None:
-        super().__init__(message)
-        self.missing = missing or []
-        self.unexpected = unexpected or []
-        self.mismatched = mismatched or []
 
 
 @dataclass

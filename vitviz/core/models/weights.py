@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .checkpoint_urls import CHECKPOINT_URLS
 from .registry import ModelSpec
 
 
@@ -21,8 +22,6 @@ def weights_enum(spec: ModelSpec):
 def weights_url(spec: ModelSpec) -> str | None:
     """The URL the spec's pretrained weights are published at: the torchvision enum's, a URL given
     as `weights`, or the download table's entry for the spec's name."""
-    from .download import CHECKPOINT_URLS
-
     if spec.weights and "://" in spec.weights:
         return spec.weights
     w = weights_enum(spec)

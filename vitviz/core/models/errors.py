@@ -1,0 +1,16 @@
+"""The error a checkpoint that cannot be used raises: shared by the loader and the layout readers
+(apart from both so neither imports the other)."""
+from __future__ import annotations
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file could not be used; the message says which file and why. `missing`,
+    `unexpected` and `mismatched` ((key, checkpoint shape, model shape)) list the keys that did
+    not fit, when that was the reason."""
+
+    def __init__(self, message: str, missing: list[str] | None = None, unexpected: list[str] | None = None,
+                 mismatched: list[tuple[str, tuple, tuple]] | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing or []
+        self.unexpected = unexpected or []
+        self.mismatched = mismatched or []
