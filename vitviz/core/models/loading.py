@@ -174,6 +174,8 @@ def load_model(name: str | ModelSpec | None, weights: str | os.PathLike | None =
         preprocess = spec.preprocess
     else:
         preprocess = spec.preprocess
+        if weights == "pretrained" and spec.source:
+            return _load_external(spec, device, download, notes, precision)
         if weights == "pretrained":
             state, source, preprocess = _pretrained_state(spec, download, notes)
             weights = "pretrained" if state is not None else "random"
@@ -215,8 +217,28 @@ def _pretrained_state(spec: ModelSpec, download, notes: list[str]):
     return read_state_dict(path), spec.label, spec.pretrained_preprocess or spec.preprocess
 
 
+def _load_external(spec: ModelSpec, device: str, download, notes: list[str], precision: str) -> LoadedModel:
+    """Pretrained weights of a model found outside vitviz's table (a hub-cache snapshot, a timm
+    model): built in the model's shape, then its own weights mapped onto vitviz's keys."""
+    import torch
+
+    from .external import external_state
+
+    torch.manual_seed(0)
+    module = _build(spec, spec.preprocess)
+    state, source, more = external_state(spec, module, download)
+    notes += more
+    if state is not None:
+        load_state_strict(module, state, source, f"{spec.label}, mapped from its {spec.source} layout")
+    module.eval().to(device)
+    return LoadedModel(spec, module, "pretrained" if state is not None else "random", state is not None,
+                       device, spec.preprocess, _class_names(spec), notes, precision)
+
+
 def _class_names(spec: ModelSpec) -> list[str] | None:
     """"imagenet" (from the torchvision weights' meta) or "package.module:NAMES" for other label sets."""
+    if spec.labels:
+        return list(spec.labels)
     if ":" in spec.classes:
         from importlib import import_module
 

@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Preprocess:
     """How an image becomes the model's input. kind: "center_crop" (torchvision ImageClassification),
-    "resize" (fixed size, aspect not kept) or "resize_short" (DETR: shorter side, no crop)."""
+    "resize" (fixed size, aspect not kept), "resize_crop" (square `resize` x `resize`, then a center
+    crop of `size`: HF DeiT) or "resize_short" (DETR: shorter side, no crop). `resample` is the
+    interpolation. `convention` is whose pixel operations to reproduce exactly: "torchvision"
+    (transforms' functional resize, center_crop rounding an odd margin) or "transformers" (Hugging
+    Face's image processors: transforms.v2's uint8 resize kernel, which differs by up to one grey
+    level, and a crop offset that truncates the margin's half)."""
 
     kind: str
     size: int  # crop size, square size, or the shorter side
@@ -18,6 +23,8 @@ class Preprocess:
     max_size: int | None = None  # resize_short only
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    resample: str = "bilinear"  # "bilinear" | "bicubic" | "nearest"
+    convention: str = "torchvision"  # "torchvision" | "transformers"
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class ModelSpec:
     classes: str = "imagenet"  # which class-name list the logits index
     group: str = ""  # heading in the model picker
     bundled: str | None = None  # trained weights shipped in resources/ (path inside it): the demo models
+    labels: tuple[str, ...] | None = None  # class names given with the model (HF config.json id2label)
+    source: str = ""  # "" (vitviz/torchvision), "hf" (hub cache, transformers layout) or "timm"
 
 
 _IMAGENET = Preprocess("center_crop", 224, resize=256)
@@ -73,13 +82,28 @@ def register(spec: ModelSpec) -> None:
         _SPECS.append(spec)
 
 
+# Names that are not in the table but stand for a model found elsewhere (a hub id, "timm:NAME"):
+# (accepts(name) -> bool, spec_for(name) -> ModelSpec), registered by the modules that read them.
+_RESOLVERS: list[tuple] = []
+
+
+def register_resolver(accepts, spec_for) -> None:
+    """Let `spec_for(name)` answer for names `accepts(name)` says are its own (it raises KeyError,
+    or a LookupError saying why, when it cannot)."""
+    if (accepts, spec_for) not in _RESOLVERS:
+        _RESOLVERS.append((accepts, spec_for))
+
+
 def get_spec(name: str) -> ModelSpec:
     _ensure_extensions()
-    try:
+    if name in _BY_NAME:
         return _BY_NAME[name]
-    except KeyError:
-        known = ", ".join(sorted(_BY_NAME))
-        raise KeyError(f"Unknown model {name!r}. Known models: {known}") from None
+    for accepts, spec_for in _RESOLVERS:
+        if accepts(name):
+            return spec_for(name)
+    known = ", ".join(sorted(n for n, s in _BY_NAME.items() if not s.source))
+    raise KeyError(f"Unknown model {name!r}. Known models: {known}; or a Hugging Face hub id in your "
+                   "cache (ORG/NAME), or timm:NAME") from None
 
 
 def all_specs() -> list[ModelSpec]:
@@ -99,7 +123,8 @@ def _ensure_extensions() -> None:
     import importlib
 
     for mod in ("vitviz.core.models.detr_specs", "vitviz.core.models.demo_specs",
-                "vitviz.core.models.known_checkpoints"):
+                "vitviz.core.models.known_checkpoints", "vitviz.core.models.hf_specs",
+                "vitviz.core.models.timm_specs"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

@@ -46,6 +46,10 @@ def cached_weights_path(spec: ModelSpec) -> Path | None:
 
 def weights_state(spec: ModelSpec) -> str:
     """"cached" (pretrained on disk), "downloadable" (would need the network) or "random" (none exist)."""
+    if spec.source:
+        from .external import external_weights_state
+
+        return external_weights_state(spec)
     if weights_url(spec) is None:
         return "random"
     return "cached" if cached_weights_path(spec) else "downloadable"

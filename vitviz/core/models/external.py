@@ -1,0 +1,43 @@
+"""Weights of models that live outside vitviz's own table, by ModelSpec.source: "hf" (a snapshot
+in the Hugging Face hub cache) and "timm" (timm's hub-cache repositories). One place the loader asks,
+so it needs no knowledge of either layout."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def external_state(spec, module, download=False):
+    """(state in `module`'s keys or None, source label, notes). None with a note when the weights
+    are not on disk and no download was asked for."""
+    if spec.source == "hf":
+        from .hf_cache import weights_file
+        from .hf_convert import converted_state
+
+        snapshot = Path(spec.builder_kwargs["snapshot"])
+        if weights_file(snapshot) is None and download:
+            from .hf_download import download_snapshot
+
+            snapshot = download_snapshot(spec.name, progress=download if callable(download) else None)
+        if weights_file(snapshot) is None:
+            return None, None, [f"{spec.name} has no weights file in the hub cache ({snapshot}); running "
+                                "UNTRAINED random weights. Download it with `vitviz --download --model "
+                                f"{spec.name}`."]
+        return converted_state(str(snapshot), module), spec.name, []
+    if spec.source == "timm":
+        from .timm_models import timm_state
+
+        return timm_state(spec, module, download)
+    raise ValueError(f"unknown model source {spec.source!r}")
+
+
+def external_weights_state(spec) -> str:
+    """"cached" or "downloadable", offline."""
+    if spec.source == "hf":
+        from .hf_cache import weights_file
+
+        return "cached" if weights_file(Path(spec.builder_kwargs["snapshot"])) else "downloadable"
+    if spec.source == "timm":
+        from .timm_models import timm_weights_file
+
+        return "cached" if timm_weights_file(spec) else "downloadable"
+    return "random"
