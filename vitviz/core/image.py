@@ -4,11 +4,13 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ImageSource = Union[str, os.PathLike, bytes, Image.Image]
+# Any = a torch.Tensor (C x H x W); not named here so that importing this module does not import torch
+ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, Any]
 
 # Pillow's own decompression-bomb guard stays on; we only turn its warning into an error.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 178_956_970
@@ -21,6 +23,11 @@ class ImageLoadError(ValueError):
         self.source = source
         self.reason = reason
         super().__init__(f"Cannot open image {source!r}: {reason}")
+
+
+class ImageArrayError(ImageLoadError):
+    """A numpy array or torch tensor that is not an image; the message names its shape and dtype and
+    what is accepted."""
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -45,13 +52,28 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
-    """Open `source` (path, bytes or a PIL image) as an RGB image with EXIF orientation applied.
+    """Open `source` (path, bytes, a PIL image, a numpy array or a torch tensor) as an RGB image
+    with EXIF orientation applied.
 
     Animated files give their first frame. Raises ImageLoadError for anything that is not a
-    readable image (missing, a directory, empty, truncated, not an image, too large).
+    readable image (missing, a directory, empty, truncated, not an image, too large), and its
+    subclass ImageArrayError for arrays and tensors that are not images (see image_arrays).
     """
     if isinstance(source, Image.Image):
         return _to_rgb(ImageOps.exif_transpose(source) or source)
+    if isinstance(source, np.ndarray):
+        from .image_arrays import array_to_image
+
+        return array_to_image(source)
+    from .image_arrays import is_tensor
+
+    if is_tensor(source):
+        from .image_arrays import tensor_to_image
+
+        return tensor_to_image(source)
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        raise ImageLoadError(repr(source)[:80], f"a {type(source).__name__} is not an image; give a "
+                             "path, bytes, a PIL image, a numpy array or a torch tensor")
     label = name or (str(source) if not isinstance(source, bytes) else "<clipboard data>")
     if isinstance(source, bytes):
         if not source:
