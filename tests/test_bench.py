@@ -51,7 +51,8 @@ def test_metric_names_are_unique_and_cover_the_brief():
     assert len(names) == len(set(names))
     for needle in ("Capture overhead, ViT-B/16", "Capture overhead, Swin-T", "Capture overhead, DETR-R50",
                    "Click to paint, ViT-B/16: median", "Click to paint, ViT-L/16: p95",
-                   "Layer/head switch", "Rollout for a new query", "Rollout speed-up vs reference, ViT-L/16",
+                   "Layer/head switch", "Rollout for a new query", "Rollout, new discard ratio: vit-explain recompute / vitviz, ViT-L/16 @384",
+                   "Rollout, new head fusion: vit-explain", "Rollout, new query: vit-explain",
                    "Start-up to first window paint", "First attention map /",
                    "Peak RSS after analysing one image, ViT-L/16 @384", "Attention bytes per weight, DETR-R50"):
         assert any(needle in n for n in names), needle
@@ -64,7 +65,7 @@ def small_models(monkeypatch):
     (which do not see the test registry)."""
     monkeypatch.setattr(capture, "MODELS", (("Tiny ViT", "test_tiny_vit"),))
     monkeypatch.setattr(gui, "MODELS", (("Tiny ViT", "test_tiny_vit"),))
-    monkeypatch.setattr(rollout, "MODELS", (("Tiny ViT", "test_tiny_vit"),))
+    monkeypatch.setattr(rollout, "MODELS", (("Tiny ViT", "test_tiny_vit", None),))
     monkeypatch.setattr(startup, "MODEL", "vit_b_32")
     monkeypatch.setattr(memory, "MODELS", (("ViT-B/32", "vit_b_32", 224),))
 
@@ -79,7 +80,7 @@ def test_bench_quick_in_process_small_models(qapp, small_models, tmp_path, capsy
     assert all(r["value"] is not None for r in rows), [r for r in rows if r["value"] is None]
     by = {r["metric"]: r for r in rows}
     assert by["Start-up: runs with torch imported at first paint"]["value"] == 0
-    assert by["Rollout max abs diff vs reference, Tiny ViT"]["met"] is True
+    assert by["Rollout max abs diff vs float64 reference, Tiny ViT"]["met"] is True
     assert by["Attention bytes per weight, ViT-B/32"]["value"] == 2.0  # float16 attention
     printed = capsys.readouterr().out
     assert "Click to paint, Tiny ViT: median" in printed and "Notes:" in printed

@@ -45,6 +45,8 @@ class _Worker(QtCore.QObject):
             result = analyze(req.image, model=loaded)
             result.image_name = req.image_name
             self.finished.emit(req.id, result)
+            if hasattr(result, "rollout_engine"):  # every rollout setting a lookup from here on
+                result.rollout_engine().prepare_in_background()
         except Exception as exc:  # shown to the user; the app keeps what it had
             msg = str(exc) or type(exc).__name__
             self.failed.emit(req.id, msg if "Error" in type(exc).__name__ and str(exc) else

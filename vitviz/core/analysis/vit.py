@@ -13,7 +13,7 @@ from PIL import Image
 from ..geometry import TokenGrid
 from .heads import fuse_heads
 from .common import ClassifierMixin
-from .rollout import fuse_layers, rollout_fused
+from .rollout import RolloutEngine
 
 Query = Union[str, Sequence[int]]  # "cls" or (row, col)
 Head = Union[int, str]  # head index or "mean" | "max" | "min"
@@ -88,21 +88,21 @@ class ViTAnalysis(ClassifierMixin):
         return self._patch_values(vec.astype(np.float32))
 
     def rollout_matrix(self, head_fusion: str = "mean", discard_ratio: float = 0.0) -> np.ndarray:
-        """(N, N) rollout over all layers, cached; the head-fused layers are kept per fusion, so a new
-        discard ratio does not convert the float16 attention again."""
-        key = (head_fusion, round(float(discard_ratio), 6))
-        if key not in self._rollout_cache:
-            if head_fusion not in self._rollout_cache:
-                self._rollout_cache[head_fusion] = fuse_layers(self.attn, head_fusion)
-            self._rollout_cache[key] = rollout_fused(self._rollout_cache[head_fusion], discard_ratio)
-        return self._rollout_cache[key]
+        """(N, N) rollout over all layers, cached (vitviz.core.analysis.rollout.RolloutEngine)."""
+        return self.rollout_engine().matrix(head_fusion, discard_ratio)
 
     def rollout(self, head_fusion: str = "mean", discard_ratio: float = 0.0,
                 query: Query = "cls") -> np.ndarray:
-        """Attention rollout for `query` as [rows, cols] float32 (cached per fusion and ratio, so a
-        new query costs one row lookup)."""
-        r = self.rollout_matrix(head_fusion, discard_ratio)
-        return self._patch_values(r[self.token_index(query)]).astype(np.float32)
+        """Attention rollout for `query` as [rows, cols] float32: one row, L vector-matrix products
+        on layers prepared once per fusion and discard ratio (no N x N product)."""
+        row = self.rollout_engine().row(self.token_index(query), head_fusion, discard_ratio)
+        return self._patch_values(row).astype(np.float32)
+
+    def rollout_engine(self) -> RolloutEngine:
+        """The rollout state of this analysis; `.prepare_in_background()` readies every fusion."""
+        if "engine" not in self._rollout_cache:  # setdefault: the worker and GUI threads may race
+            self._rollout_cache.setdefault("engine", RolloutEngine(self.attn))
+        return self._rollout_cache["engine"]
 
     def _layer(self, layer: int) -> int:
         if not -self.num_layers <= layer < self.num_layers:
