@@ -63,7 +63,7 @@ def array_to_image(arr: np.ndarray, *, kind: str = "numpy array", accepted: str 
         u8 = arr
     elif dtype == np.uint16:
         if channels == 1:  # exactly what a 16-bit grey PNG becomes (range stretched in _to_rgb)
-            return _to_rgb(Image.fromarray(np.ascontiguousarray(arr), "I;16"))
+            return _to_rgb(Image.fromarray(np.ascontiguousarray(arr)))  # mode I;16
         u8 = (arr >> 8).astype(np.uint8)
     elif np.issubdtype(dtype, np.floating):
         x = arr.astype(np.float64, copy=False)
