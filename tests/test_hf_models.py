@@ -161,7 +161,7 @@ def test_missing_id_says_where_it_looked(hub):
     with pytest.raises(KeyError) as info:
         vitviz.analyze(noise_image(32, 32), model="google/not-downloaded")
     text = str(info.value)
-    assert str(hub) in text and "--download" in text
+    assert str(hub) in text and "huggingface-cli download google/not-downloaded" in text
 
 
 def test_unsupported_model_type_is_named(hub):
@@ -172,10 +172,16 @@ def test_unsupported_model_type_is_named(hub):
 
 def test_random_weights_for_a_hub_id(hub):
     from vitviz.core.models.loading import load_model
+    from vitviz.core.models.weights import weights_state
 
-    _write_vit(hub, "google/vit-tiny-test")
+    snap, _ = _write_vit(hub, "google/vit-tiny-test")
     loaded = load_model("google/vit-tiny-test", "random")
     assert not loaded.trained and loaded.class_names == ["cat", "dog", "fish"]
+    assert weights_state(get_spec("google/vit-tiny-test")) == "cached"
+    (snap / "model.safetensors").unlink()  # config only: runs random, and says so
+    assert weights_state(get_spec("google/vit-tiny-test")) == "downloadable"
+    loaded = load_model("google/vit-tiny-test", "pretrained")
+    assert not loaded.trained and "no weights file" in loaded.notes[0]
 
 
 def test_hub_cache_location_follows_the_environment(monkeypatch, tmp_path):
@@ -188,3 +194,14 @@ def test_hub_cache_location_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert hub_cache_dir() == tmp_path / "xdg" / "huggingface" / "hub"
+
+
+def test_vitviz_models_lists_the_hub_cache(hub, capsys):
+    from vitviz.cli.models import main
+
+    _write_vit(hub, "google/vit-tiny-test")
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("google/vit-tiny-test"))
+    assert " vit " in line and "cached" in line and "MB" in line
+    assert "demo_vit" in out and str(hub) in out

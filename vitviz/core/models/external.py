@@ -1,6 +1,6 @@
 """Weights of models that live outside vitviz's own table, by ModelSpec.source: "hf" (a snapshot
-in the Hugging Face hub cache) and "timm" (timm's hub-cache repositories). One place the loader asks,
-so it needs no knowledge of either layout."""
+in the Hugging Face hub cache) and "timm" (timm's hub-cache repositories; its weights take the checkpoint path, see
+loading._pretrained_state). One place the loader asks, so it needs no knowledge of the layouts."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,19 +14,11 @@ def external_state(spec, module, download=False):
         from .hf_convert import converted_state
 
         snapshot = Path(spec.builder_kwargs["snapshot"])
-        if weights_file(snapshot) is None and download:
-            from .hf_download import download_snapshot
-
-            snapshot = download_snapshot(spec.name, progress=download if callable(download) else None)
-        if weights_file(snapshot) is None:
+        if weights_file(snapshot) is None:  # vitviz does not fetch hub repositories itself (yet)
             return None, None, [f"{spec.name} has no weights file in the hub cache ({snapshot}); running "
-                                "UNTRAINED random weights. Download it with `vitviz --download --model "
-                                f"{spec.name}`."]
+                                "UNTRAINED random weights. Fetch them with `huggingface-cli download "
+                                f"{spec.name}` (pip install huggingface_hub)."]
         return converted_state(str(snapshot), module), spec.name, []
-    if spec.source == "timm":
-        from .timm_models import timm_state
-
-        return timm_state(spec, module, download)
     raise ValueError(f"unknown model source {spec.source!r}")
 
 

@@ -150,7 +150,6 @@ def require_snapshot(repo_id: str, revision: str = "main") -> Path:
     if snap is None:
         raise HubCacheError(
             f"{repo_id!r} is not in the Hugging Face hub cache ({hub_cache_dir()}; set HF_HOME or "
-            "HF_HUB_CACHE if yours is elsewhere). vitviz does not download on its own: run "
-            f"`vitviz --download --model {repo_id}` (needs `pip install 'vitviz[hf]'`), or "
-            f"`huggingface-cli download {repo_id}`.")
+            "HF_HUB_CACHE if yours is elsewhere). vitviz never downloads on its own: fetch it with "
+            f"`huggingface-cli download {repo_id}` (pip install 'vitviz[hf]').")
     return snap

@@ -174,7 +174,7 @@ def load_model(name: str | ModelSpec | None, weights: str | os.PathLike | None =
         preprocess = spec.preprocess
     else:
         preprocess = spec.preprocess
-        if weights == "pretrained" and spec.source:
+        if weights == "pretrained" and spec.source == "hf":
             return _load_external(spec, device, download, notes, precision)
         if weights == "pretrained":
             state, source, preprocess = _pretrained_state(spec, download, notes)
@@ -195,6 +195,11 @@ def load_model(name: str | ModelSpec | None, weights: str | os.PathLike | None =
 
 def _pretrained_state(spec: ModelSpec, download, notes: list[str]):
     """(state or None, source label, preprocess) for weights="pretrained"; fetches when allowed."""
+    if spec.source == "timm":  # timm's own layout: fit_checkpoint maps it like any timm-style file
+        from .timm_models import timm_pretrained_state
+
+        state, source = timm_pretrained_state(spec, download, notes)
+        return state, source, spec.preprocess
     if spec.bundled:
         from ..resources import resource_path
 
