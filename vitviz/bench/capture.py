@@ -57,10 +57,10 @@ def resolve_model(key: str) -> str:
     if not detr:
         raise LookupError("no DETR-R50 model is registered (vitviz/core/models/detr_specs.py is "
                           "missing or registers none)")
-    from ..core.api import _RUNNERS
+    from ..core.families import get_family
 
     try:
-        import_module(_RUNNERS["detr"])
+        get_family("detr").runner()
     except ModuleNotFoundError as exc:
         raise LookupError(f"analyze() cannot run DETR yet: {exc.name} is missing") from None
     return detr[0].name

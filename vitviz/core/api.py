@@ -3,19 +3,12 @@ the benchmark and the tests alike."""
 from __future__ import annotations
 
 import os
-from importlib import import_module
 
 import numpy as np
 
+from .families import get_family
 from .image import ImageSource, load_image
 from .models.registry import ModelSpec
-
-# family -> module whose run(loaded, image, attention_dtype) captures and returns the analysis
-_RUNNERS = {
-    "vit": "vitviz.core.capture.vit",
-    "swin": "vitviz.core.capture.swin",
-    "detr": "vitviz.core.capture.detr_run",
-}
 
 DEFAULT_MODEL = "demo_vit"  # bundled, trained, offline: vitviz works with no network
 
@@ -61,7 +54,7 @@ def analyze(image: ImageSource, model=None, weights: str | os.PathLike | None = 
     weights: "pretrained" (torch hub cache; random weights with a note if absent), "random", or a
     checkpoint path; with a path and no model, the model is inferred from the file. attention_dtype:
     "float16" (default, half the memory) or "float32". precision: "bfloat16"/"float16" GPU autocast.
-    Returns ViTAnalysis, SwinAnalysis or DetrAnalysis depending on the model's family."""
+    Returns the family's analysis (ViTAnalysis, SwinAnalysis, DetrAnalysis...; see core.families)."""
     from .models.loading import LoadedModel, is_checkpoint_path
 
     img = load_image(image)
@@ -72,5 +65,4 @@ def analyze(image: ImageSource, model=None, weights: str | os.PathLike | None = 
             model = DEFAULT_MODEL
         loaded = get_model(model, weights, device, precision=precision)
     dtype = {"float16": np.float16, "float32": np.float32}[str(attention_dtype)]
-    runner = import_module(_RUNNERS[loaded.spec.family])
-    return runner.run(loaded, img, dtype)
+    return get_family(loaded.spec.family).runner()(loaded, img, dtype)

@@ -6,7 +6,18 @@ import numpy as np
 from .predictions import Prediction, softmax, top_predictions
 
 
-class ModelInputMixin:
+class ExplainMixin:
+    """`explain(method, **params)`: any registered method's map (vitviz.core.methods)."""
+
+    def explain(self, method: str, **params) -> np.ndarray:
+        """The map of `method` for this analysis, e.g. explain("rollout", discard_ratio=0.9);
+        context (layer, head, query, direction) and the method's own parameters as keywords."""
+        from ..methods import get_method
+
+        return get_method(method)(self, **params)
+
+
+class ModelInputMixin(ExplainMixin):
     """Needs `model_input` (3, H, W) normalised, `input_mean`, `input_std`."""
 
     def input_image(self) -> np.ndarray:

@@ -1,0 +1,213 @@
+"""The base of every family's panel: the view state, the controls all families share, export.
+
+A panel holds the analysis on screen and its view state (a frozen dataclass from the family table,
+vitviz.core.families). Controls never hold state of their own: a handler makes a new state with
+update_state(...); set_state() shows the state in the controls (signals blocked) and calls
+on_state_change(old, new), where the subclass redraws what changed. Export builds the family's
+figure from (analysis, state) in core, exactly what a headless `vitviz export` does.
+
+Shared here: head selector and [ / ] stepping, direction and D, the class-token toggle C (for
+families with one), "what the model sees" M (or a status-bar note where the family has none), the
+method selector with generated parameter controls, the top-5 list, and export.
+"""
+from __future__ import annotations
+
+from PySide6 import QtCore, QtWidgets
+
+from ..core.families import get_family
+from .method_form import MethodForm
+from .views.controls import DisplayControls
+from .views.panel_common import fill_head_combo, fill_predictions, model_view_check, predictions_list
+
+
+class Panel(QtWidgets.QWidget):
+    family = ""  # the family table's name; set by each subclass
+    statusMessage = QtCore.Signal(str)
+    stateChanged = QtCore.Signal(object)  # the new state, after the views were redrawn
+
+    def __init__(self, display: DisplayControls, parent=None):
+        super().__init__(parent)
+        self.display = display
+        self.analysis = None
+        self.info = get_family(self.family)
+        self.state = self.info.state_type()(**display.settings())
+
+        self.head_combo = QtWidgets.QComboBox()
+        self.head_combo.setToolTip("Head, or all heads fused ([ and ])")
+        self.direction_combo = QtWidgets.QComboBox()
+        self.direction_combo.addItem("from query (where it looks)", "from")
+        self.direction_combo.addItem("to query (who looks at it)", "to")
+        self.direction_combo.setToolTip("Row or column of the attention matrix (D)")
+        self.model_view_check = model_view_check()
+        if not self.info.model_view:  # (setVisible(True) on a widget with no parent yet opens a window)
+            self.model_view_check.hide()
+        self.predictions = predictions_list()
+        self.method_combo = QtWidgets.QComboBox()
+        self.method_combo.setToolTip("The map shown beside the raw attention")
+        self.method_form = MethodForm()
+        self._fill_methods()
+
+        self.head_combo.currentIndexChanged.connect(self._on_head_change)
+        self.direction_combo.currentIndexChanged.connect(self._on_direction_change)
+        self.model_view_check.toggled.connect(self._on_model_view_change)
+        self.method_combo.currentIndexChanged.connect(self._on_method_change)
+        self.method_form.changed.connect(self._on_method_params_change)
+        display.changed.connect(self._on_display_change)
+
+    # -- state ---------------------------------------------------------------------------------
+    def set_state(self, state) -> None:
+        """Show `state`: controls follow (no signals), then the views that depend on what changed."""
+        old, self.state = self.state, state
+        self.sync_controls()
+        if self.analysis is not None and state != old:
+            self.on_state_change(old, state)
+            self.stateChanged.emit(state)
+
+    def update_state(self, **changes) -> None:
+        self.set_state(self.state.replace(**changes))
+
+    def on_state_change(self, old, new) -> None:
+        """Redraw after a state change (subclasses redraw only what `old` -> `new` touches)."""
+        self.refresh()
+
+    def sync_controls(self) -> None:
+        """The shared controls show self.state. Subclasses extend it for their own controls."""
+        s = self.state
+        with QtCore.QSignalBlocker(self.head_combo):
+            i = self.head_combo.findData(s.head)
+            if i >= 0:
+                self.head_combo.setCurrentIndex(i)
+        if hasattr(s, "direction"):
+            with QtCore.QSignalBlocker(self.direction_combo):
+                self.direction_combo.setCurrentIndex(self.direction_combo.findData(s.direction))
+        with QtCore.QSignalBlocker(self.model_view_check):
+            self.model_view_check.setChecked(bool(s.model_view))
+        if hasattr(s, "method"):
+            with QtCore.QSignalBlocker(self.method_combo):
+                self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(s.method)))
+            if self.method_form.method is None or self.method_form.method.name != s.method:
+                self.method_form.set_method(self._method(s.method), dict(s.method_params))
+            else:
+                self.method_form.set_values(dict(s.method_params))
+
+    def set_analysis(self, analysis) -> None:
+        """Show a new result; settings that still fit it are kept (state.carried_over)."""
+        self.analysis = analysis
+        self.fill_heads()
+        if hasattr(analysis, "top_predictions"):
+            fill_predictions(self.predictions, analysis)
+        state = self.state.replace(**self.display.settings())
+        self.state = state.carried_over(analysis).resolved(analysis)
+        self.sync_controls()
+        self.on_new_analysis()
+        self.refresh()
+
+    def on_new_analysis(self) -> None:
+        """Per-result set-up before the first refresh (ranges, base image...)."""
+
+    def fill_heads(self) -> None:
+        head = fill_head_combo(self.head_combo, self.num_heads(), self.state.head)
+        if head != self.state.head:
+            self.state = self.state.replace(head=head)
+
+    def num_heads(self) -> int:
+        return self.analysis.num_heads
+
+    def refresh(self) -> None:
+        raise NotImplementedError
+
+    # -- commands (menu actions and keys) ------------------------------------------------------
+    def step_layer(self, delta: int) -> None:
+        raise NotImplementedError
+
+    def step_head(self, delta: int) -> None:
+        i = (self.head_combo.currentIndex() + delta) % max(1, self.head_combo.count())
+        self.head_combo.setCurrentIndex(i)
+
+    def toggle_direction(self) -> None:
+        self.direction_combo.setCurrentIndex(1 - self.direction_combo.currentIndex())
+
+    def toggle_cls(self) -> None:
+        self.statusMessage.emit(f"{self.info.title} models have no class token to query.")
+
+    def toggle_model_view(self) -> None:
+        if not self.info.model_view:
+            self.statusMessage.emit(f"\"What the model sees\" (M) is not available for {self.info.title} models: "
+                                    "their input is the photo itself, resized.")
+            return
+        self.model_view_check.toggle()
+
+    # -- handlers ------------------------------------------------------------------------------
+    def _on_head_change(self, index: int) -> None:
+        data = self.head_combo.itemData(index)
+        if data is not None:
+            self.update_state(head=data)
+
+    def _on_direction_change(self, index: int) -> None:
+        self.update_state(direction=self.direction_combo.itemData(index))
+
+    def _on_model_view_change(self, checked: bool) -> None:
+        self.update_state(model_view=checked)
+
+    def _on_display_change(self) -> None:
+        self.update_state(**self.display.settings())
+
+    def _on_method_change(self, index: int) -> None:
+        name = self.method_combo.itemData(index)
+        if name is None or name == self.state.method:
+            return
+        method = self._method(name)
+        self.method_form.set_method(method)
+        self.update_state(method=name, method_params=method.resolve({}))
+
+    def _on_method_params_change(self, params: dict) -> None:
+        try:
+            params = self._method(self.state.method).resolve(params)
+        except ValueError as exc:
+            self.statusMessage.emit(str(exc))
+            return
+        self.update_state(method_params=params)
+
+    # -- methods -------------------------------------------------------------------------------
+    def _fill_methods(self) -> None:
+        if not hasattr(self.state, "method"):
+            self.method_combo.setVisible(False)
+            self.method_form.setVisible(False)
+            return
+        with QtCore.QSignalBlocker(self.method_combo):
+            self.method_combo.clear()
+            for m in self.info.methods():
+                self.method_combo.addItem(m.title, m.name)
+
+    @staticmethod
+    def _method(name: str):
+        from ..core.methods import get_method
+
+        return get_method(name)
+
+    # -- export --------------------------------------------------------------------------------
+    def view_settings(self) -> dict:
+        """What is shown, for captions, sidecars and reproducing a figure: the state as JSON."""
+        return self.state.replace(**self.display.settings()).to_json()
+
+    def view_rect(self):
+        """The region of the image the main view shows (for "as zoomed" exports), or None."""
+        view = getattr(self, "main_view", None)
+        if view is None:
+            return None
+        vr = view.vb.viewRect()
+        return vr.left(), vr.top(), vr.right(), vr.bottom()
+
+    def focused_view(self) -> str:
+        return "attention"
+
+    def export_sources(self, settings: dict | None = None):
+        """The family's figure for the state on screen updated with `settings` (the CLI's keys)."""
+        from ..core.figures import ExportError
+
+        if self.analysis is None:
+            raise ExportError("Nothing to export: no image has been analysed yet")
+        state = self.state.replace(**self.display.settings()).updated(settings)
+        sources = self.info.build_figures(self.analysis, state, view_rect=self.view_rect())
+        sources.current = self.focused_view()
+        return sources
