@@ -16,4 +16,18 @@ def analyze(*args, **kwargs):
     return _analyze(*args, **kwargs)
 
 
-__all__ = ["analyze", "__version__"]
+def analyze_many(*args, **kwargs):
+    """See vitviz.core.batch.many.analyze_many: many images, batched forwards, one result each."""
+    from .core.batch.many import analyze_many as _analyze_many
+
+    return _analyze_many(*args, **kwargs)
+
+
+def methods(family: str | None = None):
+    """The map-producing methods (vitviz.core.methods.Method declarations), for `family` if given."""
+    from .core.methods import methods as _methods
+
+    return _methods(family)
+
+
+__all__ = ["methods", "analyze", "analyze_many", "__version__"]

@@ -1,5 +1,6 @@
-"""`vitviz export`: figures without the window, through the same panels and renderer as the GUI
-(offscreen Qt) and the one analysis entry point, vitviz.core.api.analyze.
+"""`vitviz export`: figures without the window: the family table builds the figure from (analysis,
+view state) in core, the GUI's renderer draws it with QtGui only (no widgets), and the one analysis
+entry point, vitviz.core.api.analyze, runs the model.
 
     vitviz export IMAGE|FOLDER [...] --model NAME --view attention --format png --out DIR_OR_FILE
     vitviz export --from-sidecar FIGURE.png.json [--out FILE_OR_DIR]
@@ -21,7 +22,7 @@ FORMATS = ("png", "svg", "pdf")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..gui.colormaps import COLORMAPS, DEFAULT_COLORMAP
+    from ..core.colormaps import COLORMAPS, DEFAULT_COLORMAP
 
     p = argparse.ArgumentParser(
         prog="vitviz export",
@@ -43,8 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="DETR: show detections scoring above this (default 0.7)")
     p.add_argument("--direction", choices=("from", "to"), default="from",
                    help="attention from the query (where it looks) or to it")
-    p.add_argument("--fusion", choices=("mean", "max", "min"), default="mean", help="rollout head fusion")
-    p.add_argument("--discard", type=float, default=0.0, help="rollout discard ratio")
+    p.add_argument("--method", help="the map beside the attention (`vitviz methods` lists them; default "
+                                    "rollout); its view is 'method' (or its own name for rollout)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a parameter of --method, e.g. --param discard_ratio=0.9 (repeatable)")
+    p.add_argument("--fusion", choices=("mean", "max", "min"), help="rollout head fusion (= --param head_fusion=)")
+    p.add_argument("--discard", type=float, help="rollout discard ratio (= --param discard_ratio=)")
     p.add_argument("--colormap", choices=COLORMAPS, default=DEFAULT_COLORMAP)
     p.add_argument("--opacity", type=float, default=0.6, help="heatmap opacity 0..1 (default 0.6)")
     p.add_argument("--no-grid", action="store_true", help="no token grid lines")
@@ -105,38 +110,51 @@ def collect_images(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]
     return files, missing
 
 
-def ensure_qt():
-    """A QApplication on the offscreen platform (unless a platform was chosen explicitly)."""
+def ensure_qt(widgets: bool = False):
+    """A QGuiApplication on the offscreen platform (unless a platform was chosen explicitly): the
+    renderer needs fonts and QPainter, not widgets."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6 import QtWidgets
+    from PySide6 import QtGui
 
-    return QtWidgets.QApplication.instance() or QtWidgets.QApplication(["vitviz-export"])
+    app = QtGui.QGuiApplication.instance()
+    if app is None:
+        if widgets:
+            from PySide6 import QtWidgets
+
+            return QtWidgets.QApplication(["vitviz-export"])
+        app = QtGui.QGuiApplication(["vitviz-export"])
+    return app
 
 
-def make_panel(family: str, colormap: str | None = None):
-    """The GUI panel for a model family, used headless. ExportError if it cannot export yet."""
-    from importlib import import_module
+class FamilyFigures:
+    """Builds a family's figure headless: (analysis, state from the settings) -> ExportSources."""
 
-    from ..gui.export import ExportError
-    from ..gui.main_window import PANELS
-    from ..gui.views.controls import DisplayControls
+    def __init__(self, family: str, colormap: str | None = None):
+        from ..core.families import get_family
 
-    spec = PANELS.get(family)
-    cls = None
-    if spec is not None:
-        module_name, name = spec.split(":")
+        self.family = get_family(family)
         try:
-            cls = getattr(import_module(module_name), name, None)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-    if cls is None or not hasattr(cls, "export_sources"):
-        raise ExportError(f"Export is not available for this model: {family} models have no panel "
-                          f"export in this build of vitviz")
-    display = DisplayControls(None)
-    if colormap:
-        display.cmap_combo.setCurrentText(colormap)
-    return cls(display)
+            self.state_type = self.family.state_type()
+            self.panel = None
+            ensure_qt()
+        except ModuleNotFoundError:  # a family whose state is not in core yet: its GUI panel builds it
+            ensure_qt(widgets=True)
+            from ..gui.views.controls import DisplayControls
+
+            display = DisplayControls(None)
+            if colormap:
+                display.cmap_combo.setCurrentText(colormap)
+            self.panel = self.family.panel_type()(display)
+
+    def sources(self, analysis, settings: dict):
+        if self.panel is not None:
+            self.panel.set_analysis(analysis)
+            return self.panel.export_sources(settings)
+        return self.family.build_figures(analysis, self.state_type.from_json(settings))
+
+
+def make_panel(family: str, colormap: str | None = None) -> FamilyFigures:
+    return FamilyFigures(family, colormap)
 
 
 class Progress:
@@ -162,8 +180,21 @@ class Progress:
 def _settings(args) -> dict:
     head = args.head if not str(args.head).lstrip("-").isdigit() else int(args.head)
     s = {"layer": args.layer, "head": head, "query": _query(args.query), "direction": args.direction,
-         "rollout_fusion": args.fusion, "discard_ratio": args.discard, "colormap": args.colormap,
-         "opacity": args.opacity, "grid": not args.no_grid}
+         "colormap": args.colormap, "opacity": args.opacity, "grid": not args.no_grid}
+    from ..core.methods import get_method, parse_param
+
+    params = {}
+    if args.fusion is not None:
+        params["head_fusion"] = args.fusion
+    if args.discard is not None:
+        params["discard_ratio"] = args.discard
+    try:
+        params.update(parse_param(p) for p in args.param)
+        if args.method or params:
+            method = get_method(args.method or "rollout")
+            s["method"], s["method_params"] = method.name, method.resolve(params)
+    except (KeyError, ValueError) as exc:
+        raise SystemExit(f"vitviz export: error: {_message(exc)}") from None
     if args.threshold is not None:
         s["threshold"] = args.threshold
     return s
@@ -188,16 +219,15 @@ def _message(exc: Exception) -> str:
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
 
-def export_one(panel, loaded, image_path: str, request, target: str, weights: str):
+def export_one(figures: FamilyFigures, loaded, image_path: str, request, target: str, weights: str):
     """Analyse one image (vitviz.core.api.analyze) and write its figure and sidecar."""
     from ..core.api import analyze
     from ..gui.export import ExportContext, export_sources_to_file
 
     analysis = analyze(image_path, model=loaded)
-    analysis.image_name = os.path.basename(image_path)
-    panel.set_analysis(analysis)
-    ctx = ExportContext.from_analysis(analysis, image_path=image_path, weights=weights)
-    return export_sources_to_file(panel.export_sources(request.settings), dataclasses.replace(request),
+    ctx = ExportContext.from_analysis(analysis, image_path=image_path, weights=weights,
+                                      image_name=os.path.basename(image_path))
+    return export_sources_to_file(figures.sources(analysis, request.settings), dataclasses.replace(request),
                                   ctx, target)
 
 
@@ -235,7 +265,6 @@ def _run(args, files, failures, request, out, to_file) -> int:
     from ..core.image import ImageLoadError
     from ..gui.export import ExportError
 
-    ensure_qt()
     progress = Progress(len(files))
     missing = len(failures)  # inputs that did not exist
     model = args.model or DEFAULT_MODEL
@@ -329,7 +358,6 @@ def rerun(args) -> int:
     request.format = format_for(target, args.format or request.format)
     if args.format and not Path(target).suffix:
         target += "." + args.format
-    ensure_qt()
     try:
         loaded = get_model(model["name"], model["weights"], args.device or model.get("device") or "cpu")
         panel = make_panel(loaded.spec.family)

@@ -73,10 +73,11 @@ class Panel(QtWidgets.QWidget):
     def sync_controls(self) -> None:
         """The shared controls show self.state. Subclasses extend it for their own controls."""
         s = self.state
-        with QtCore.QSignalBlocker(self.head_combo):
-            i = self.head_combo.findData(s.head)
-            if i >= 0:
-                self.head_combo.setCurrentIndex(i)
+        if hasattr(s, "head"):
+            with QtCore.QSignalBlocker(self.head_combo):
+                i = self.head_combo.findData(s.head)
+                if i >= 0:
+                    self.head_combo.setCurrentIndex(i)
         if hasattr(s, "direction"):
             with QtCore.QSignalBlocker(self.direction_combo):
                 self.direction_combo.setCurrentIndex(self.direction_combo.findData(s.direction))
@@ -106,6 +107,8 @@ class Panel(QtWidgets.QWidget):
         """Per-result set-up before the first refresh (ranges, base image...)."""
 
     def fill_heads(self) -> None:
+        if not hasattr(self.state, "head"):
+            return
         head = fill_head_combo(self.head_combo, self.num_heads(), self.state.head)
         if head != self.state.head:
             self.state = self.state.replace(head=head)
