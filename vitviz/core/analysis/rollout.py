@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -22,6 +23,21 @@ from .heads import FUSIONS
 TINY = 2.0 ** -60
 _STACKS_KEPT = 3  # discarded layer stacks kept (L x N x N float32 each): the current and recent ratios
 _ROWS_KEPT = 256  # rollout rows kept (hover reads the current one many times)
+
+
+@contextmanager
+def single_thread():
+    """Torch on one thread for the calling thread (OpenMP's thread count is per thread). These are
+    ~1 ms operations: with two threads on a busy 2-core machine they spiked to 10-90 ms (a thread
+    waiting for a descheduled peer), measured by vitviz bench."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def _check(head_fusion: str, discard_ratio: float) -> None:
@@ -75,7 +91,8 @@ class RolloutEngine:
         if m is not None:
             out = m[q]
         else:
-            out = self._row(q, *self._stack(head_fusion, k))
+            with single_thread():
+                out = self._row(q, *self._stack(head_fusion, k))
         with self._guard:
             self._rows[key] = out
             while len(self._rows) > _ROWS_KEPT:
@@ -89,7 +106,8 @@ class RolloutEngine:
         with self._guard:
             m = self._matrices.get((head_fusion, k))
         if m is None:
-            m = self._matrix(*self._stack(head_fusion, k))
+            with single_thread():
+                m = self._matrix(*self._stack(head_fusion, k))
             with self._guard:
                 self._matrices[(head_fusion, k)] = m
         return m
@@ -108,10 +126,14 @@ class RolloutEngine:
         with self._guard:
             if self._thread is None:
                 todo = ([first] if first in fusions else []) + [f for f in fusions if f != first]
-                self._thread = threading.Thread(target=self.prepare, args=(todo,), daemon=True,
+                self._thread = threading.Thread(target=self._prepare_quietly, args=(todo,), daemon=True,
                                                 name="vitviz-rollout-prepare")
                 self._thread.start()
             return self._thread
+
+    def _prepare_quietly(self, fusions) -> None:
+        with single_thread():  # leaves the other core to the GUI
+            self.prepare(fusions)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for prepare_in_background(); True when nothing is left running."""
