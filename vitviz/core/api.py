@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 
-from .families import get_family
 from .image import ImageSource, load_image
 from .models.registry import ModelSpec
 
@@ -65,4 +64,6 @@ def analyze(image: ImageSource, model=None, weights: str | os.PathLike | None = 
             model = DEFAULT_MODEL
         loaded = get_model(model, weights, device, precision=precision)
     dtype = {"float16": np.float16, "float32": np.float32}[str(attention_dtype)]
+    from .families import get_family
+
     return get_family(loaded.spec.family).runner()(loaded, img, dtype)
