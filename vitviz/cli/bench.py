@@ -3,7 +3,7 @@
     vitviz bench [--quick] [--json FILE] [--device cpu|cuda|auto] [--only GROUP,...]
 
 Groups, in run order: capture (attention capture overhead; attention bytes), gui (click / switch /
-rollout to paint), rollout (rollout_matrix vs rollout_reference), startup (fresh processes to first
+rollout to paint), rollout (each rollout setting change vs the vit-explain script's recompute, and vs the float64 loop), startup (fresh processes to first
 paint / first map), memory (peak RSS per model, one process each). Every figure is a median over
 repeated runs after warm-up, or a ratio of runs alternated in the same process, because absolute
 times on a shared machine are noisy. On CUDA every timing synchronises the device first.
