@@ -2,7 +2,7 @@
 
     vitviz [IMAGE...] [--model NAME] [--weights pretrained|random|PATH] [--device auto|cpu|cuda|mps]
            [--download]
-    vitviz models | export ... | bench ...
+    vitviz models | export ... | bench ... | stats ...
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "models": "vitviz.cli.models",
     "export": "vitviz.cli.export",
     "bench": "vitviz.cli.bench",
+    "stats": "vitviz.cli.batch",
 }
 
 

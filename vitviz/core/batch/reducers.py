@@ -20,6 +20,10 @@ class Reducer:
     compute: Callable[..., dict[str, Any]]  # compute(analysis) -> {field: JSON-able value}
     families: tuple[str, ...] | None = None  # None: every family
     description: str = ""
+    # fields averaged over images (None: every numeric one) and fields counted (None: every string);
+    # an index or a grid position has no meaningful mean
+    means: tuple[str, ...] | None = None
+    counts: tuple[str, ...] | None = None
 
     def applies_to(self, family: str) -> bool:
         return self.families is None or family in self.families
@@ -87,8 +91,9 @@ def _is_number(v) -> bool:
 
 def summarize(rows: list[dict]) -> dict:
     """{"means": {reducer: {field: mean}}, "counts": {reducer: {field: {value: n}}}} over the rows'
-    values (row["values"][reducer][field]). Numbers are averaged over the rows that have them (None =
-    missing); equal-shaped numeric lists element-wise; strings and booleans counted."""
+    values (row["values"][reducer][field]), for the fields each reducer lists (all, for a reducer no
+    longer registered). Numbers are averaged over the rows that have them (None = missing);
+    equal-shaped numeric lists element-wise; strings and booleans counted."""
     means: dict[str, dict] = {}
     counts: dict[str, dict] = {}
     fields: dict[tuple[str, str], list] = {}
@@ -98,16 +103,23 @@ def summarize(rows: list[dict]) -> dict:
                 fields.setdefault((reducer, field), []).append(v)
     for (reducer, field), vals in fields.items():
         vals = [v for v in vals if v is not None]
+        r = _REDUCERS.get(reducer)
+        want_mean = r is None or r.means is None or field in r.means
+        want_count = r is None or r.counts is None or field in r.counts
         if not vals:
             continue
         if all(_is_number(v) for v in vals):
+            if not want_mean:
+                continue
             means.setdefault(reducer, {})[field] = float(np.mean(np.asarray(vals, np.float64)))
         elif all(isinstance(v, (str, bool)) for v in vals):
+            if not want_count:
+                continue
             c: dict[str, int] = {}
             for v in vals:
                 c[str(v)] = c.get(str(v), 0) + 1
             counts.setdefault(reducer, {})[field] = dict(sorted(c.items(), key=lambda kv: -kv[1]))
-        elif all(isinstance(v, list) for v in vals):
+        elif all(isinstance(v, list) for v in vals) and want_mean:
             try:
                 arr = np.asarray(vals, dtype=np.float64)
             except (ValueError, TypeError):  # ragged (different grids) or not numeric: no mean
@@ -148,8 +160,11 @@ def _detections(a, threshold: float = 0.7) -> dict:
 
 
 register_reducer(Reducer("predictions", _predictions, ("vit", "swin"),
-                         "top-5 classes; mean top-1 probability and counts of top-1 labels"))
+                         "top-5 classes; mean top-1 probability and counts of top-1 labels",
+                         means=("top1_probability",), counts=("top1_label",)))
 register_reducer(Reducer("rollout", _rollout, ("vit",),
-                         "class-token attention rollout map, its peak and entropy; mean map"))
+                         "class-token attention rollout map, its peak and entropy; mean map",
+                         means=("map", "peak_value", "entropy_bits"), counts=()))
 register_reducer(Reducer("detections", _detections, ("detr",),
-                         "detections above 0.7 (class, score, box in pixels); mean count"))
+                         "detections above 0.7 (class, score, box in pixels); mean count",
+                         means=("count", "best_score"), counts=()))
