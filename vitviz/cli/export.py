@@ -111,18 +111,21 @@ def collect_images(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]
 
 
 def ensure_qt(widgets: bool = False):
-    """A QGuiApplication on the offscreen platform (unless a platform was chosen explicitly): the
-    renderer needs fonts and QPainter, not widgets."""
+    """A Qt application on the offscreen platform (unless a platform was chosen explicitly). The
+    renderer needs fonts and QPainter, not widgets: where PySide6.QtWidgets is missing a
+    QGuiApplication does; otherwise a QApplication, so widgets made later in the process still work."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6 import QtGui
 
     app = QtGui.QGuiApplication.instance()
     if app is None:
-        if widgets:
+        try:
             from PySide6 import QtWidgets
-
-            return QtWidgets.QApplication(["vitviz-export"])
-        app = QtGui.QGuiApplication(["vitviz-export"])
+        except ImportError:
+            if widgets:
+                raise
+            return QtGui.QGuiApplication(["vitviz-export"])
+        app = QtWidgets.QApplication(["vitviz-export"])
     return app
 
 
