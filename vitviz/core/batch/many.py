@@ -46,12 +46,13 @@ def source_label(source, index: int) -> str:
     return f"<{type(source).__name__} #{index}>"
 
 
-def _load_and_prepare(index: int, source, pre, family: str) -> Prepared | ImageFailure:
+def _load_and_prepare(index: int, source, pre, family: str, label: str | None = None
+                      ) -> Prepared | ImageFailure:
     from ..image import ImageLoadError, load_image
 
-    label = source_label(source, index)
+    label = label or source_label(source, index)
     try:
-        return prepare_item(index, label, load_image(source), pre, family)
+        return prepare_item(index, label, load_image(source, name=label), pre, family)
     except ImageLoadError as exc:
         return ImageFailure(index, label, str(exc))
     except Exception as exc:  # a decoder or preprocessing failure: one bad image must not end the run
@@ -62,22 +63,24 @@ def _datasets():
     import torch.utils.data as tud
 
     class MapDataset(tud.Dataset):
-        def __init__(self, sources, pre, family):
-            self.sources, self.pre, self.family = sources, pre, family
+        def __init__(self, sources, pre, family, names):
+            self.sources, self.pre, self.family, self.names = sources, pre, family, names
 
         def __len__(self):
             return len(self.sources)
 
         def __getitem__(self, i):
-            return _load_and_prepare(i, self.sources[i], self.pre, self.family)
+            name = self.names[i] if self.names is not None else None
+            return _load_and_prepare(i, self.sources[i], self.pre, self.family, name)
 
     class StreamDataset(tud.IterableDataset):
-        def __init__(self, sources, pre, family):
-            self.sources, self.pre, self.family = sources, pre, family
+        def __init__(self, sources, pre, family, names):
+            self.sources, self.pre, self.family, self.names = sources, pre, family, names
 
         def __iter__(self):
+            names = iter(self.names) if self.names is not None else None
             for i, src in enumerate(self.sources):
-                yield _load_and_prepare(i, src, self.pre, self.family)
+                yield _load_and_prepare(i, src, self.pre, self.family, next(names) if names else None)
 
     return MapDataset, StreamDataset
 
@@ -122,8 +125,8 @@ def _resolve_keep(keep, family: str) -> Callable | None:
 
 def analyze_many(images, model=None, weights=None, device: str | None = "cpu", *, batch_size: int = 16,
                  keep="all", attention_dtype: str = "float16", precision: str | None = None,
-                 workers: int | None = None, on_error: str = "raise", cancel=None, progress=None
-                 ) -> Iterator:
+                 workers: int | None = None, on_error: str = "raise", cancel=None, progress=None,
+                 names: Sequence[str] | None = None) -> Iterator:
     """Analyse many images with batched forwards; yields one result per image, in order.
 
     images: a sequence or iterable of anything analyze() takes (paths, bytes, PIL images, numpy
@@ -139,6 +142,7 @@ def analyze_many(images, model=None, weights=None, device: str | None = "cpu", *
       (an ImageFailure in its place).
     cancel: a threading.Event (or anything with is_set()); checked before each batch.
     progress: None, True (a tqdm bar with ETA on stderr) or a callable(done, total or None).
+    names: what to call each image in results and messages (default: its path, or "<bytes #i>").
     """
     from torch.utils.data import DataLoader
 
@@ -162,9 +166,9 @@ def analyze_many(images, model=None, weights=None, device: str | None = "cpu", *
     workers = default_workers(sources, batch_size) if workers is None else int(workers)
     MapDataset, StreamDataset = _datasets()
     if hasattr(sources, "__len__") and hasattr(sources, "__getitem__"):
-        dataset, total = MapDataset(sources, loaded.preprocess, family), len(sources)
+        dataset, total = MapDataset(sources, loaded.preprocess, family, names), len(sources)
     else:  # a generator: read in order in this process (it cannot be split between workers)
-        dataset, total, workers = StreamDataset(sources, loaded.preprocess, family), None, 0
+        dataset, total, workers = StreamDataset(sources, loaded.preprocess, family, names), None, 0
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=list,
                         shuffle=False, persistent_workers=False)
     report = _progress(progress, total, loaded.name)

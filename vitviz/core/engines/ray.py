@@ -49,8 +49,7 @@ class AnalyzeBatch:
         for result in analyze_many(
                 [bytes(d) for d in data], model=self.loaded, batch_size=self.job.batch_size,
                 keep=self.job.keep(), attention_dtype=self.job.attention_dtype, workers=0,
-                on_error="yield"):
-            result.source = paths[result.index]
+                on_error="yield", names=paths):
             rows.append(json.dumps(row_of(result)))
         return {"row": np.array(rows, dtype=object)}
 
@@ -99,10 +98,11 @@ class RayEngine:
         device = job.device if job.device not in (None, "auto") else ("cuda" if self.num_gpus else "cpu")
         job_dict = {**job.to_dict(), "device": device, "stats": list(job.stats)}
         out = ds.map_batches(AnalyzeBatch, fn_constructor_kwargs={"job": job_dict},
-                             batch_size=job.batch_size, concurrency=self.actors,
+                             batch_size=job.batch_size,
+                             compute=ray.data.ActorPoolStrategy(size=self.actors),
                              num_gpus=self.num_gpus or None, batch_format="numpy")
         total = None if remote_folders else len(paths)
-        report = _progress(progress, total, f"{job.model or 'model'} (ray)")
+        report = _progress(progress, total, f"{job.identity()['model'] or 'model'} (ray)")
         done = 0
         try:
             for rec in out.iter_rows():
