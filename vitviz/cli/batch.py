@@ -62,6 +62,14 @@ def main(argv: list[str]) -> int:
         parser.error(str(exc))
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    if args.model:  # before any engine starts (a Ray actor would fail with a long traceback)
+        from ..core.models.registry import get_spec
+
+        try:
+            get_spec(args.model)
+        except (KeyError, LookupError) as exc:
+            print(f"vitviz stats: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+            return 2
     if args.engine == "local":
         if args.address or args.num_cpus or args.gpus_per_actor or args.actors != 1:
             parser.error("--address, --num-cpus, --actors and --gpus-per-actor are for --engine ray")

@@ -54,6 +54,14 @@ class AnalyzeBatch:
         return {"row": np.array(rows, dtype=object)}
 
 
+def _cause(exc: BaseException) -> str:
+    """The root error of a Ray failure, in one line (Ray wraps it in several layers of traceback)."""
+    while getattr(exc, "cause", None) is not None and exc.cause is not exc:
+        exc = exc.cause
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
 def _default_model(weights):
     from ..api import DEFAULT_MODEL
     from ..models.loading import is_checkpoint_path
@@ -105,7 +113,14 @@ class RayEngine:
         report = _progress(progress, total, f"{job.identity()['model'] or 'model'} (ray)")
         done = 0
         try:
-            for rec in out.iter_rows():
+            rows = iter(out.iter_rows())
+            while True:
+                try:
+                    rec = next(rows)
+                except StopIteration:
+                    break
+                except ray.exceptions.RayError as exc:  # e.g. an actor could not load the model
+                    raise RuntimeError(f"the Ray job failed: {_cause(exc)}") from exc
                 row = json.loads(rec["row"])
                 row["source"] = names.get(row["source"], names.get(os.path.abspath(row["source"]),
                                                                    row["source"]))
