@@ -226,3 +226,11 @@ def test_summarize_means_and_counts():
     # unregistered reducers: every number averaged, every string counted
     s = summarize([{"values": {"x": {"a": 1, "b": "u"}}}, {"values": {"x": {"a": 3, "b": "u"}}}])
     assert s == {"means": {"x": {"a": 2.0}}, "counts": {"x": {"b": {"u": 2}}}}
+
+
+def test_bench_rows_run_on_a_tiny_model():
+    from vitviz.bench.batch import rss_growth, throughput
+
+    assert throughput("test_tiny_vit", "random", 2, 4) > 0
+    m = rss_growth("test_tiny_vit", "random", 6, batch_size=2)
+    assert m["images"] == 6 and m["rss_max_mib"] >= m["rss_first_batch_mib"] > 0
