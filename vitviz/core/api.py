@@ -66,4 +66,8 @@ def analyze(image: ImageSource, model=None, weights: str | os.PathLike | None = 
     dtype = {"float16": np.float16, "float32": np.float32}[str(attention_dtype)]
     from .families import get_family
 
-    return get_family(loaded.spec.family).runner()(loaded, img, dtype)
+    from .gradients import attach_model
+
+    result = get_family(loaded.spec.family).runner()(loaded, img, dtype)
+    attach_model(result, loaded)  # gradient methods run the model again (explain("relevance", ...))
+    return result

@@ -16,6 +16,13 @@ class ExplainMixin:
 
         return get_method(method)(self, **params)
 
+    def target_info(self, target: int = -1, contrast: int = -1):
+        """What a class-specific method explains for `target` (-1: the top class / detection):
+        a vitviz.core.gradients.Target with index, name, score and probability."""
+        from ..methods.targets import target_info
+
+        return target_info(self, target, contrast)
+
 
 class ModelInputMixin(ExplainMixin):
     """Needs `model_input` (3, H, W) normalised, `input_mean`, `input_std`."""

@@ -1,0 +1,31 @@
+"""Relevance (Chefer, Gur, Wolf, "Generic Attention-model Explainability for Interpreting Bi-Modal and
+Encoder-Decoder Transformers", ICCV 2021): R = I; per block R += mean_h max(A * dA, 0) R.
+Equations: vitviz.core.analysis.relevance (ViT)."""
+from __future__ import annotations
+
+from . import Method, Param
+from .targets import CONTRAST, TARGET
+
+METHOD = Method(
+    name="relevance",
+    title="Relevance",
+    compute={"vit": "vitviz.core.methods.relevance:vit"},
+    params=(
+        TARGET, CONTRAST,
+        Param("start_layer", 0, min=0, label="Start layer", help="first block whose attention is used"),
+    ),
+    needs_grad=True,
+    context=("query",),
+    value_label="relevance",
+    description="Chefer et al. 2021: R = I, then R += mean_h max(dA * A, 0) R per block, for the target "
+                "class's logit; the map is R[query, patches].",
+)
+
+
+def vit(analysis, query="cls", target: int = -1, contrast: int = -1, start_layer: int = 0):
+    from ..analysis.relevance import relevance_row
+    from ..capture.grad_vit import vit_products
+
+    p, _ = vit_products(analysis, target, contrast)
+    row = relevance_row(p, analysis.token_index(query), start_layer)
+    return analysis._patch_values(row).astype("float32")
