@@ -147,6 +147,7 @@ def analyze_many(images, model=None, weights=None, device: str | None = "cpu", *
     from torch.utils.data import DataLoader
 
     from ..api import DEFAULT_MODEL, get_model
+    from ..gradients import attach_model
     from ..models.loading import LoadedModel, is_checkpoint_path
 
     if batch_size < 1:
@@ -190,6 +191,7 @@ def analyze_many(images, model=None, weights=None, device: str | None = "cpu", *
                         yield item
                     continue
                 a = next(results)
+                attach_model(a, loaded)  # for gradient methods (vitviz.core.gradients)
                 if reduce_fn is None:
                     yield a
                 else:
