@@ -134,8 +134,10 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    for info in pkgutil.iter_modules(__path__, __name__ + "."):
-        mod = import_module(info.name)
+    names = [info.name for info in pkgutil.iter_modules(__path__, __name__ + ".")]
+    first = [__name__ + ".attention", __name__ + ".rollout"]  # the class-agnostic maps lead the lists
+    for name in sorted(names, key=lambda n: (n not in first, first.index(n) if n in first else 0, n)):
+        mod = import_module(name)
         if isinstance(getattr(mod, "METHOD", None), Method):
             _METHODS.setdefault(mod.METHOD.name, mod.METHOD)
 

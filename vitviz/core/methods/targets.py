@@ -19,3 +19,19 @@ def target_info(analysis, target: int = -1, contrast: int = -1):
 
         return detection_target(analysis, target)
     return class_target(analysis, target, contrast)
+
+
+def target_text(analysis, method, params: dict) -> str:
+    """' · target: tabby (281), logit 9.12' for a class-specific method, '' for any other."""
+    if not method.needs_grad or "target" not in params:
+        return ""
+    t = target_info(analysis, params["target"], params.get("contrast", -1))
+    what = "score" if t.contrast >= 0 or t.cls >= 0 else "logit"
+    return f" · target: {t.label}, {what} {t.score:.3g}"
+
+
+def target_meta(analysis, method, params: dict) -> dict:
+    """For the sidecar: {"target_info": {...}} for a class-specific method."""
+    if not method.needs_grad or "target" not in params:
+        return {}
+    return {"target_info": target_info(analysis, params["target"], params.get("contrast", -1)).to_json()}

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..figures import ExportError, ExportSources, MapView, TileGrid, crop_shade, grid_lines, selection_rect
 from ..methods import methods
+from ..methods.targets import target_meta, target_text
 from .state import ViTState
 
 
@@ -31,7 +32,8 @@ def method_title(method, params: dict, query) -> str:
     q = _query_text(query)[0]
     if method.name == "rollout":
         return f"Rollout for {q} · {params['head_fusion']} · discard {params['discard_ratio']:.2f}"
-    shown = ", ".join(f"{k} {v}" for k, v in params.items())
+    shown = ", ".join(f"{k} {v}" for k, v in params.items()
+                      if not (method.needs_grad and k in ("target", "contrast")))  # named by target_text
     return f"{method.title} for {q}" + (f" · {shown}" if shown else "")
 
 
@@ -79,16 +81,19 @@ def build(a, state: ViTState, view_rect=None) -> ExportSources:
                     f"{ratio:.0%} weakest links dropped per layer, residual added).{seen}")
         else:
             desc = f"{method.describe(params)} for {q_long}. {method.description}{seen}"
-        return MapView(method_title(method, params, query), desc, values=method_map(a, s, method, params),
-                       value_label=method.value_label,
-                       meta={"method": method.name, **params, "query": jq}, **base)
+        target = target_text(a, method, params)  # class-specific methods name what they explain
+        desc += f" Explained: the {target[3:]}." if target else ""
+        return MapView(method_title(method, params, query) + target, desc,
+                       values=method_map(a, s, method, params), value_label=method.value_label,
+                       meta={"method": method.name, **params, "query": jq, **target_meta(a, method, params)},
+                       **base)
 
     views = {"attention": attention(head, attention_title(s))}
     selected = s.method_decl()
     views["method"] = method_view(selected, s.params)
     for m in methods("vit"):
-        if m.name == "attention":
-            continue
+        if m.name == "attention" or (m.needs_grad and m.name != selected.name):
+            continue  # a gradient method costs a backward pass: its view only when it is selected
         view = views["method"] if m.name == selected.name else method_view(m, m.resolve({}))
         views[m.name if m.name == "rollout" else f"method:{m.name}"] = view
     x0, y0, x1, y1 = a.grid.extent()
