@@ -6,10 +6,9 @@ import pytest
 from PIL import Image
 from PySide6 import QtCore
 
+from vitviz.core.swin.marks import (WINDOW_COLOR, circular_span, crop_to_window, partition_segments, region_rects,
+                                    token_rect, trace_lines)
 from vitviz.gui.colormaps import map_values
-from vitviz.gui.views.merge_view import trace_lines
-from vitviz.gui.views.windows_overlay import (WINDOW_COLOR, circular_span, crop_to_window, partition_segments,
-                                              region_rects, token_rect)
 
 from . import swin_helpers  # noqa: F401  (registers test_tiny_swin, test_tiny_swin_v2)
 from .gui_helpers import make_window, open_and_wait, pixel_at

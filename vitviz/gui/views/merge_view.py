@@ -8,30 +8,15 @@ import html
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from ...core.swin.marks import trace_lines
 from .image_view import ImageView
 from .panel_common import show_base_image
 
 STAGE_COLORS = ("#ffd60a", "#30d158", "#64d2ff", "#ff6ad5", "#ff9f0a", "#ffffff")
-PART_NAMES = ("x0", "x1", "x2", "x3")  # PatchMerging's channel order: [0::2,0::2], [1::2,0::2], ...
 
 
 def stage_color(stage: int) -> str:
     return STAGE_COLORS[stage % len(STAGE_COLORS)]
-
-
-def trace_lines(steps, patch: tuple[float, float] = (4, 4)) -> list[str]:
-    """One plain-text line per stage of a merge trace (SwinAnalysis.merge_trace); `patch` is the
-    stage-0 token size (w, h) in model-input pixels."""
-    lines = []
-    for st in steps:
-        r, c = st.token
-        if not st.parts:
-            lines.append(f"stage {st.stage}: token ({r}, {c}), a {patch[0]:g}×{patch[1]:g} px patch of the input")
-            continue
-        parts = ", ".join(f"{n} ({p[0]}, {p[1]})" if p is not None else f"{n} padding"
-                          for n, p in zip(PART_NAMES, st.parts))
-        lines.append(f"stage {st.stage}: token ({r}, {c}) ← {parts}; the point came via {PART_NAMES[st.via]}")
-    return lines
 
 
 class MergeView(QtWidgets.QWidget):

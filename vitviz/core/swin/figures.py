@@ -1,0 +1,105 @@
+"""The Swin figure: the window attention with the partition, mask regions and the token's window
+drawn as vector marks; the windows alone; the attention summary; the blocks x heads grid; the
+relative position bias; each head of the block.
+
+Views: "attention", "windows", "summary", "grid", "bias", "head:H". Built from (analysis, SwinState)
+alone: the GUI panel and the headless `vitviz export` draw the same description.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..figures import ExportError, ExportSources, MapView, Shape, TileGrid, crop_shade, grid_lines, selection_rect
+from ..vit.figures import head_text
+from .marks import REGION_COLORS, WINDOW_COLOR, crop_to_window, rgba, token_rect, window_marks
+from .state import SwinState
+
+
+def attention_title(s: SwinState) -> str:
+    """The main view's title for a resolved state (token set)."""
+    return (f"Attention {s.direction} token {tuple(s.token)} · stage {s.stage} block {s.block} · "
+            f"{head_text(s.head)}")
+
+
+def summary_head(a, head):
+    """The head the summary (last stage) shows: the selected one if that stage has it, else the mean."""
+    return head if not isinstance(head, int) or head < a.blocks[-1].heads else "mean"
+
+
+def summary_title(a, head) -> str:
+    return (f"Where the model looks · attention received in stage {a.num_stages - 1} · "
+            f"{head_text(summary_head(a, head))}")
+
+
+def window_shapes(a, s: SwinState) -> list[Shape]:
+    """The partition lines, mask regions and the token's window pieces as figure shapes."""
+    xs, ys = a.stage_grid(s.stage).edges()
+    parts, regions = window_marks(a, s.stage, s.block, s.partition, s.regions)
+    shapes = []
+    for lab, rect in regions:
+        color = REGION_COLORS[lab % len(REGION_COLORS)]
+        shapes.append(Shape("rect", rect, rgba(color), 1.0, label=str(lab),
+                            fill=rgba(color, 45) if lab else None, dashed=True))
+    shapes += [Shape("lines", segs, rgba(color), 2.5) for segs, color in parts]
+    for piece in a.window_rects(s.stage, s.block, *s.token):
+        shapes.append(Shape("rect", token_rect(piece, xs, ys), rgba(WINDOW_COLOR), 3.0))
+    return shapes
+
+
+def build(a, state: SwinState, view_rect=None) -> ExportSources:
+    if a is None:
+        raise ExportError("Nothing to export: no image has been analysed yet")
+    s = state.resolved(a)
+    stage, block, head, direction, token = s.stage, s.block, s.head, s.direction, s.token
+    b = a.block(stage, block)
+    grid = a.stage_grid(stage)
+    kind = "shifted" if b.shifted else "regular"
+    where = (f"stage {stage} (the paper's stage {stage + 1}) block {block}, "
+             f"{kind} {b.window[0]}×{b.window[1]} windows")
+    how = "where it looks" if direction == "from" else "how much each token of its window attends to it"
+    shade = crop_shade(a.grid.transform.visible_rect())
+    base = dict(image=np.asarray(a.image), opacity=s.opacity, view_rect=view_rect)
+    if s.model_view:
+        base.update(image=a.input_image(), image_rect=a.grid.extent())
+    marks = [shade] + ([grid_lines(*grid.edges())] if s.grid else [])
+    marks += window_shapes(a, s) + [selection_rect(grid.rect(*token))]
+    common = {"stage": stage, "block": block, "token": list(token), "direction": direction}
+
+    def attention(h, title):
+        return MapView(title, f"Window attention {direction} token ({token[0]}, {token[1]}) ({how}), {where}, "
+                              f"{f'head {h}' if isinstance(h, int) else f'{h} over {b.heads} heads'}; "
+                              "blank outside the token's window.",
+                       values=a.attention_map(stage, block, h, token, direction), extent=grid.extent(),
+                       shapes=marks, meta={"method": "window attention", "head": h, **common}, **base)
+
+    views = {"attention": attention(head, attention_title(s))}
+    views["windows"] = MapView(f"Windows · stage {stage} block {block} ({kind})",
+                               f"Window partition of {where}, the mask regions and the window of token "
+                               f"({token[0]}, {token[1]}).", shapes=marks,
+                               meta={"method": "windows", "partition": s.partition, **common}, **base)
+    last = a.num_stages - 1
+    sum_head = summary_head(a, head)
+    views["summary"] = MapView(
+        f"Where the model looks · stage {last}", f"Attention each token of stage {last} receives, averaged "
+        f"over its blocks and all queries ({head_text(sum_head)}).",
+        values=a.attention_summary(-1, sum_head), extent=a.stage_grid(last).extent(),
+        value_label="attention received",
+        shapes=[shade] + ([grid_lines(*a.stage_grid(last).edges())] if s.grid else []),
+        meta={"method": "attention summary", "stage": last, "head": sum_head}, **base)
+    maps = crop_to_window(a.head_maps(stage, token, direction))
+    views["grid"] = TileGrid(
+        f"Attention {direction} token {token} · stage {stage} · every block × head",
+        f"Window attention {direction} token ({token[0]}, {token[1]}) for every block and head of stage {stage}, "
+        "cropped to the windows (a window wrapping around the border shown joined, as the model sees it)",
+        maps, "block", "head", row_labels=[f"B{i}" for i in range(len(maps))],
+        selected=(block, head if isinstance(head, int) else None), meta={"method": "attention per head", **common})
+    bias = a.relative_position_bias(stage, block)
+    views["bias"] = TileGrid(
+        f"Relative position bias · stage {stage} block {block}",
+        f"Bias added to the attention logits by offset (query − key) within a {b.window[0]}×{b.window[1]} "
+        "window, centre = same position", bias[None], "block", "head", row_labels=[f"B{block}"],
+        selected=(0, head if isinstance(head, int) else None), value_label="bias",
+        meta={"method": "relative position bias", "stage": stage, "block": block})
+    for h in range(b.heads):
+        views[f"head:{h}"] = attention(h, f"Stage {stage} block {block} · head {h}")
+    return ExportSources(views, s.to_json(), colormap=s.colormap, current="summary" if s.summary else "attention")
