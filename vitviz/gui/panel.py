@@ -24,6 +24,7 @@ class Panel(QtWidgets.QWidget):
     family = ""  # the family table's name; set by each subclass
     statusMessage = QtCore.Signal(str)
     stateChanged = QtCore.Signal(object)  # the new state, after the views were redrawn
+    grad_runner = None  # the AnalysisRunner for gradient maps; None: the window's (self.window().runner)
 
     def __init__(self, display: DisplayControls, parent=None):
         super().__init__(parent)
@@ -52,6 +53,8 @@ class Panel(QtWidgets.QWidget):
         self.model_view_check.toggled.connect(self._on_model_view_change)
         self.method_combo.currentIndexChanged.connect(self._on_method_change)
         self.method_form.changed.connect(self._on_method_params_change)
+        self.predictions.itemClicked.connect(self._on_prediction_click)
+        self._grad_maps = None
         display.changed.connect(self._on_display_change)
 
     # -- state ---------------------------------------------------------------------------------
@@ -171,7 +174,46 @@ class Panel(QtWidgets.QWidget):
             return
         self.update_state(method_params=params)
 
+    def _on_prediction_click(self, item) -> None:
+        """A class in the top-5 list becomes the target of the class-specific method (relevance if the
+        method shown is class-agnostic)."""
+        if self.analysis is None or not hasattr(self.state, "method"):
+            return
+        preds = self.analysis.top_predictions(self.predictions.count())
+        row = self.predictions.row(item)
+        if not 0 <= row < len(preds):
+            return
+        method = self._method(self.state.method)
+        params = dict(self.state.method_params)
+        if not method.needs_grad or "target" not in params:
+            names = [m.name for m in self.info.methods() if m.needs_grad]
+            if not names:
+                return
+            method = self._method("relevance" if "relevance" in names else names[0])
+            params = method.resolve({})
+            self.method_form.set_method(method, params)
+            self.statusMessage.emit(f"{method.title} for {preds[row].label}")
+        params["target"] = preds[row].index
+        self.update_state(method=method.name, method_params=method.resolve(params))
+
     # -- methods -------------------------------------------------------------------------------
+    def compute_method_map(self, method, kwargs: dict):
+        """method(analysis, **kwargs); for a gradient method the worker computes it: None until it
+        arrives (keep the previous map, say it is busy), then on_method_map_ready() runs."""
+        if self._grad_maps is None:
+            from .gradient_maps import GradientMaps
+
+            self._grad_maps = GradientMaps(self)
+        return self._grad_maps.get(method, kwargs)
+
+    @property
+    def method_busy(self) -> bool:
+        return self._grad_maps is not None and self._grad_maps.busy
+
+    def on_method_map_ready(self) -> None:
+        """A map computed in the worker arrived (subclasses redraw only the method's view)."""
+        self.refresh()
+
     def _fill_methods(self) -> None:
         if not hasattr(self.state, "method"):
             self.method_combo.setVisible(False)

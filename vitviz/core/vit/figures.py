@@ -37,13 +37,18 @@ def method_title(method, params: dict, query) -> str:
     return f"{method.title} for {q}" + (f" · {shown}" if shown else "")
 
 
-def method_map(a, s: ViTState, method=None, params: dict | None = None) -> np.ndarray:
-    """The map of `method` (default: the state's) for the state's query and layer/head context."""
+def method_kwargs(s: ViTState, method=None, params: dict | None = None) -> dict:
+    """What `method` (default: the state's) is called with: the state's context it takes, its parameters."""
     method = method or s.method_decl()
     params = method.resolve(s.params if params is None else params)
     context = {"layer": s.layer, "head": s.head, "query": s.query, "direction": s.direction}
-    ctx = {k: v for k, v in context.items() if k in method.context}
-    return method(a, **ctx, **params)
+    return {**{k: v for k, v in context.items() if k in method.context}, **params}
+
+
+def method_map(a, s: ViTState, method=None, params: dict | None = None) -> np.ndarray:
+    """The map of `method` (default: the state's) for the state's query and layer/head context."""
+    method = method or s.method_decl()
+    return method(a, **method_kwargs(s, method, params))
 
 
 def build(a, state: ViTState, view_rect=None) -> ExportSources:

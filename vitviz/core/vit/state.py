@@ -75,4 +75,9 @@ class ViTState(ViewState):
         query = self.query
         if query != "cls" and not (query[0] < analysis.grid.rows and query[1] < analysis.grid.cols):
             query = "cls"
-        return self.replace(layer=layer, head=head, query=query)
+        params = dict(self.method_params)
+        n = 0 if analysis.logits is None else len(analysis.logits)
+        for k in ("target", "contrast"):  # a class the new model does not have: back to the default
+            if k in params and not -1 <= params[k] < n:
+                params[k] = -1
+        return self.replace(layer=layer, head=head, query=query, method_params=params)

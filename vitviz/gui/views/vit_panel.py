@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from ...core.vit.figures import attention_title, method_map, method_title
+from ...core.methods.targets import target_text
+from ...core.vit.figures import attention_title, method_kwargs, method_title
 from ..panel import Panel
 from .controls import DisplayControls
 from .head_grid import HeadGridView
@@ -24,6 +25,7 @@ class ViTPanel(Panel):
         # them when that has not changed cost a third of a layer/head switch (vitviz bench)
         self._lines_for: tuple | None = None
         self._grid_for: tuple | None = None
+        self._method_map_for = None  # the analysis the method view's map belongs to
 
         self.main_view = ImageView("Attention")
         self.method_view = ImageView("Rollout")
@@ -163,9 +165,12 @@ class ViTPanel(Panel):
             return
         r, c = token
         att = self.current_map()[r, c]
-        other = self.current_method_map()[r, c]
-        self.statusMessage.emit(f"patch (row {r}, col {c}) · attention {att:.4g} · "
-                                f"{self.state.method} {other:.4g}")
+        try:
+            other = self.current_method_map()
+        except ValueError:
+            other = None
+        shown = "computing…" if other is None else f"{other[r, c]:.4g}"
+        self.statusMessage.emit(f"patch (row {r}, col {c}) · attention {att:.4g} · {self.state.method} {shown}")
 
     def _on_tile_click(self, layer: int, head: int) -> None:
         self.update_state(layer=layer, head=head)
@@ -195,8 +200,10 @@ class ViTPanel(Panel):
         s = self.state
         return self.analysis.attention_map(s.layer, s.head, s.query, s.direction)
 
-    def current_method_map(self) -> np.ndarray:
-        return method_map(self.analysis, self.state)
+    def current_method_map(self) -> np.ndarray | None:
+        """The method's map; None while the worker computes a gradient method's (a backward pass)."""
+        method = self.state.method_decl()
+        return self.compute_method_map(method, method_kwargs(self.state, method))
 
     def refresh_attention(self) -> None:
         """Main map and the heads x layers grid: a few ms (no inference, just indexing)."""
@@ -216,8 +223,26 @@ class ViTPanel(Panel):
             return
         a, s = self.analysis, self.state
         method = s.method_decl()
-        self.method_view.set_map(self.current_method_map(), a.grid.extent(), s.colormap, opacity=s.opacity)
-        self.method_view.set_title(method_title(method, method.resolve(s.params), s.query))
+        params = method.resolve(s.params)
+        title = method_title(method, params, s.query)
+        try:
+            values = self.current_method_map()
+            title += target_text(a, method, params)
+        except ValueError as exc:  # e.g. a target class the model does not have: the last map stays
+            self.method_view.set_title(f"{title} · {exc}")
+            self.statusMessage.emit(str(exc))
+            return
+        if values is None:  # the worker runs the backward pass; the previous map stays meanwhile
+            if self._method_map_for is not a:  # ...unless it was another image's
+                self.method_view.set_map(None)
+            self.method_view.set_title(f"{title} · computing…")
+            return
+        self.method_view.set_map(values, a.grid.extent(), s.colormap, opacity=s.opacity)
+        self._method_map_for = a
+        self.method_view.set_title(title)
+
+    def on_method_map_ready(self) -> None:
+        self.refresh_method()
 
     refresh_rollout = refresh_method  # the seed's name, used by the benchmark
 
