@@ -19,9 +19,29 @@ def vit(analysis, layer: int = -1, head="mean", query="cls", direction: str = "f
     return analysis.attention_map(layer, head, query, direction)
 
 
-def swin(analysis, stage: int = -1, block: int = -1, head="mean", query=(0, 0), direction: str = "from"):
-    """query: the token (row, col) of that stage's grid."""
-    return analysis.attention_map(stage, block, head, tuple(query), direction)
+def swin(analysis, stage: int | None = None, block: int | None = None, head="mean", query=(0, 0),
+         direction: str = "from", layer: int | None = None):
+    """query: the token (row, col) of that stage's grid (Swin has no class token). layer counts
+    blocks over all stages (negative from the end), for callers that speak ViT; stage / block win
+    over it. Default: the last block."""
+    if stage is None and block is None:
+        n = len(analysis.blocks)
+        i = -1 if layer is None else int(layer)
+        if not -n <= i < n:
+            raise IndexError(f"layer {layer} out of range (the model has {n} blocks over all stages)")
+        stage, block = analysis.blocks[i].stage, analysis.blocks[i].block
+    stage = -1 if stage is None else stage
+    block = -1 if block is None else block
+    try:
+        if isinstance(query, str):
+            raise ValueError
+        row, col = (int(v) for v in query)
+    except (TypeError, ValueError):
+        raise ValueError(f"Swin has no class token: query must be a token (row, col), not {query!r}") from None
+    grid = analysis.stage_grid(stage)
+    if not (0 <= row < grid.rows and 0 <= col < grid.cols):
+        raise IndexError(f"token ({row}, {col}) outside the {grid.rows}x{grid.cols} grid of stage {stage}")
+    return analysis.attention_map(stage, block, head, (row, col), direction)
 
 
 def detr(analysis, layer: int = -1, head="mean", query: int = 0):
