@@ -192,8 +192,8 @@ class Panel(QtWidgets.QWidget):
             method = self._method("relevance" if "relevance" in names else names[0])
             params = method.resolve({})
             self.method_form.set_method(method, params)
-            self.statusMessage.emit(f"{method.title} for {preds[row].label}")
         params["target"] = preds[row].index
+        self.statusMessage.emit(f"{method.title} for {preds[row].label} (class {preds[row].index})")
         self.update_state(method=method.name, method_params=method.resolve(params))
 
     # -- methods -------------------------------------------------------------------------------
