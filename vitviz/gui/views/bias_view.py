@@ -10,10 +10,11 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore
 
 from ..colormaps import DEFAULT_COLORMAP, colormap, map_values
 from .head_grid import composite
+from .tile_plot import highlight_item, tile_plot
 
 GAP = 1
 MAX_COLS = 8
@@ -33,25 +34,14 @@ class BiasView(pg.GraphicsLayoutWidget):
         super().__init__(parent)
         self.setBackground("#202124")
         self.title = self.addLabel("Relative position bias", row=0, col=0, colspan=2, color="#e8eaed")
-        self.plot: pg.PlotItem = self.addPlot(row=1, col=0)
-        self.plot.setMenuEnabled(False)
-        self.plot.hideButtons()
-        self.plot.invertY(True)
-        self.plot.setAspectLocked(True)
-        self.plot.hideAxis("left")
-        self.plot.hideAxis("bottom")
+        self.plot = tile_plot(self, row=1, col=0, top_axis=False)
         self.plot.setMouseEnabled(False, False)
         self.image = pg.ImageItem()
         self.plot.addItem(self.image)
         self.centres = pg.ScatterPlotItem(symbol="+", size=9, pen=pg.mkPen("w", width=1.5), brush=None)
         self.centres.setZValue(5)
         self.plot.addItem(self.centres)
-        self.highlight = QtWidgets.QGraphicsRectItem()
-        pen = QtGui.QPen(QtGui.QColor("#ff3b30"), 3)
-        pen.setCosmetic(True)
-        self.highlight.setPen(pen)
-        self.highlight.setZValue(10)
-        self.plot.addItem(self.highlight)
+        self.highlight = highlight_item(self.plot, 3)
         self.labels: list[pg.TextItem] = []
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(DEFAULT_COLORMAP), width=12,
                                         interactive=False, colorMapMenu=False)

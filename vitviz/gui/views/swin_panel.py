@@ -45,6 +45,14 @@ def _legend() -> QtWidgets.QLabel:
     return label
 
 
+def _splitter(orientation, widgets, sizes) -> QtWidgets.QSplitter:
+    split = QtWidgets.QSplitter(orientation)
+    for w in widgets:
+        split.addWidget(w)
+    split.setSizes(list(sizes))
+    return split
+
+
 class SwinPanel(Panel):
     """Holds a SwinAnalysis and its SwinState (stage, block, head, point, direction, overlays)."""
 
@@ -88,30 +96,15 @@ class SwinPanel(Panel):
         self.token_label.setWordWrap(True)
 
         form = QtWidgets.QFormLayout()
-        form.addRow("Stage", self.stage_spin)
-        form.addRow("Block", self.block_spin)
-        form.addRow(self.info_label)
-        form.addRow("Head", self.head_combo)
-        form.addRow("Direction", self.direction_combo)
-        form.addRow(self.token_label)
-        form.addRow(QtWidgets.QLabel("<b>Windows</b>"))
-        form.addRow("Partition", self.partition_combo)
-        form.addRow(self.regions_check)
-        form.addRow(_legend())
-        form.addRow(self.summary_check)
-        form.addRow(self.model_view_check)
-        form.addRow(QtWidgets.QLabel("<b>Top-5 predictions</b>"))
-        form.addRow(self.predictions)
-
-        right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
-        right.addWidget(self.grid_view)
-        right.addWidget(self.bias_view)
-        right.addWidget(self.merge_view)
-        right.setSizes([340, 190, 300])
-        views = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        views.addWidget(self.main_view)
-        views.addWidget(right)
-        views.setSizes([600, 500])
+        for row in (("Stage", self.stage_spin), ("Block", self.block_spin), (self.info_label,),
+                    ("Head", self.head_combo), ("Direction", self.direction_combo), (self.token_label,),
+                    (QtWidgets.QLabel("<b>Windows</b>"),), ("Partition", self.partition_combo),
+                    (self.regions_check,), (_legend(),), (self.summary_check,), (self.model_view_check,),
+                    (QtWidgets.QLabel("<b>Top-5 predictions</b>"),), (self.predictions,)):
+            form.addRow(*row)
+        right = _splitter(QtCore.Qt.Orientation.Vertical, (self.grid_view, self.bias_view, self.merge_view),
+                          (340, 190, 300))
+        views = _splitter(QtCore.Qt.Orientation.Horizontal, (self.main_view, right), (600, 500))
         arrange_panel(self, form, views)
 
         self.stage_spin.valueChanged.connect(self._on_stage_change)
@@ -128,26 +121,11 @@ class SwinPanel(Panel):
         self.bias_view.hoveredValue.connect(self.statusMessage)
 
     # -- state as the tests and the window read it ---------------------------------------------
-    @property
-    def stage(self) -> int:
-        return self.state.stage
-
-    @property
-    def block(self) -> int:
-        return self.state.block
-
-    @property
-    def head(self):
-        return self.state.head
-
-    @property
-    def direction(self) -> str:
-        return self.state.direction
-
-    @property
-    def point(self) -> tuple[float, float] | None:
-        """The selection, original-image pixels."""
-        return self.state.point
+    stage = property(lambda self: self.state.stage)
+    block = property(lambda self: self.state.block)
+    head = property(lambda self: self.state.head)
+    direction = property(lambda self: self.state.direction)
+    point = property(lambda self: self.state.point, doc="The selection, original-image pixels.")
 
     @property
     def token(self) -> tuple[int, int] | None:
