@@ -1,6 +1,6 @@
 """Relevance (Chefer, Gur, Wolf, "Generic Attention-model Explainability for Interpreting Bi-Modal and
 Encoder-Decoder Transformers", ICCV 2021): R = I; per block R += mean_h max(A * dA, 0) R.
-Equations: vitviz.core.analysis.relevance (ViT)."""
+Equations: vitviz.core.analysis.relevance (ViT), vitviz.core.analysis.swin_relevance (Swin)."""
 from __future__ import annotations
 
 from . import Method, Param
@@ -9,10 +9,11 @@ from .targets import CONTRAST, TARGET
 METHOD = Method(
     name="relevance",
     title="Relevance",
-    compute={"vit": "vitviz.core.methods.relevance:vit"},
+    compute={"vit": "vitviz.core.methods.relevance:vit", "swin": "vitviz.core.methods.relevance:swin"},
     params=(
         TARGET, CONTRAST,
-        Param("start_layer", 0, min=0, label="Start layer", help="first block whose attention is used"),
+        Param("start_layer", 0, min=0, label="Start layer",
+              help="first block whose attention is used (Swin: counted over all stages)"),
     ),
     needs_grad=True,
     context=("query",),
@@ -29,3 +30,13 @@ def vit(analysis, query="cls", target: int = -1, contrast: int = -1, start_layer
     p, _ = vit_products(analysis, target, contrast)
     row = relevance_row(p, analysis.token_index(query), start_layer)
     return analysis._patch_values(row).astype("float32")
+
+
+def swin(analysis, query=None, target: int = -1, contrast: int = -1, start_layer: int = 0, **_view):
+    """The pooled prediction's relevance on the stage-0 grid; `query` and the view's stage/block do
+    not apply (Swin has no class token: it classifies from the mean of its last tokens)."""
+    from ..analysis.swin_relevance import swin_relevance
+    from ..capture.grad_swin import swin_products
+
+    p, _ = swin_products(analysis, target, contrast)
+    return swin_relevance(analysis.blocks, p, start_layer).astype("float32")
