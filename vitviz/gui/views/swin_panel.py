@@ -134,6 +134,12 @@ class SwinPanel(Panel):
             return None
         return self.analysis.stage_grid(self.stage).token_at(*self.point)
 
+    def set_state(self, state) -> None:
+        """As Panel.set_state, with the derived token kept in step with the point and stage."""
+        if self.analysis is not None and state.point is not None:
+            state = state.replace(token=self.analysis.stage_grid(state.stage).token_at(*state.point))
+        super().set_state(state)
+
     def num_heads(self) -> int:
         return self.analysis.block(self.state.carried_over(self.analysis).stage, 0).heads
 
