@@ -9,46 +9,12 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .image_errors import ImageArrayError, ImageLoadError  # noqa: F401 (public here)
+from .rgb import MAX_PIXELS, to_rgb as _to_rgb
+
 # Any = a torch.Tensor (C x H x W); not named here so that importing this module does not import torch
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, Any]
 
-# Pillow's own decompression-bomb guard stays on; we only turn its warning into an error.
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 178_956_970
-
-
-class ImageLoadError(ValueError):
-    """The image could not be opened; the message says which file and why."""
-
-    def __init__(self, source: str, reason: str):
-        self.source = source
-        self.reason = reason
-        super().__init__(f"Cannot open image {source!r}: {reason}")
-
-
-class ImageArrayError(ImageLoadError):
-    """A numpy array or torch tensor that is not an image; the message names its shape and dtype and
-    what is accepted."""
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any mode Pillow can decode -> RGB. Transparency is composited over white (a slide background)."""
-    if img.mode == "RGB":
-        return img
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit / float greyscale: stretch the real range to 8 bits instead of clipping to white.
-        import numpy as np
-
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(arr.astype(np.uint8), "L")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(bg, rgba).convert("RGB")
-    return img.convert("RGB")
 
 
 def load_image(source: ImageSource, name: str | None = None) -> Image.Image:

@@ -15,6 +15,9 @@ import sys
 import numpy as np
 from PIL import Image
 
+from .image_errors import ImageArrayError
+from .rgb import MAX_PIXELS, to_rgb
+
 # Floats this far outside [0, 1] are taken as rounding (e.g. a resize overshooting by 1e-7) and clipped.
 FLOAT_TOLERANCE = 1e-3
 
@@ -31,8 +34,6 @@ def is_tensor(obj) -> bool:
 
 
 def _refuse(kind: str, shape, dtype, why: str, accepted: str):
-    from .image import ImageArrayError
-
     raise ImageArrayError(f"{kind} {tuple(shape)} {dtype}", f"{why}; accepted: {accepted}")
 
 
@@ -40,8 +41,6 @@ def array_to_image(arr: np.ndarray, *, kind: str = "numpy array", accepted: str 
                    label: tuple | None = None) -> Image.Image:
     """An RGB PIL image from a channel-last numpy array (see the module notes), or ImageArrayError.
     label: (shape, dtype) to name in errors, when the caller received something else (a tensor)."""
-    from .image import MAX_PIXELS, _to_rgb
-
     shape, dtype = arr.shape, arr.dtype
     said_shape, said_dtype = label or (shape, dtype)
 
@@ -63,7 +62,7 @@ def array_to_image(arr: np.ndarray, *, kind: str = "numpy array", accepted: str 
         u8 = arr
     elif dtype == np.uint16:
         if channels == 1:  # exactly what a 16-bit grey PNG becomes (range stretched in _to_rgb)
-            return _to_rgb(Image.fromarray(np.ascontiguousarray(arr)))  # mode I;16
+            return to_rgb(Image.fromarray(np.ascontiguousarray(arr)))  # mode I;16
         u8 = (arr >> 8).astype(np.uint8)
     elif np.issubdtype(dtype, np.floating):
         x = arr.astype(np.float64, copy=False)
@@ -79,7 +78,7 @@ def array_to_image(arr: np.ndarray, *, kind: str = "numpy array", accepted: str 
         refuse("complex values are not pixels")
     else:
         refuse(f"dtype {dtype} is not accepted (convert with .astype(np.uint8) if the values are 0-255)")
-    return _to_rgb(Image.fromarray(np.ascontiguousarray(u8), _MODES[channels]))
+    return to_rgb(Image.fromarray(np.ascontiguousarray(u8), _MODES[channels]))
 
 
 def tensor_to_image(t) -> Image.Image:

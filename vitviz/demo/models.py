@@ -1,7 +1,7 @@
 """The demo models' architectures: small torchvision ViT and Swin for the shapes scenes.
 
 The builders take no arguments that change the shape of the model, so the bundled weights in
-resources/demo/ always fit (see vitviz.core.models.demo_specs). Sizes are chosen to train on a CPU
+resources/demo/ always fit (see vitviz.demo.specs). Sizes are chosen to train on a CPU
 in well under an hour and still show real, readable attention:
 
 - ViT: 64 px input, patch 8 -> an 8 x 8 token grid (+ class token), 4 layers x 4 heads. The patch

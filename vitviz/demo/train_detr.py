@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .train import _fmt_time, _lr_at, augment, cached_arrays, finish_card, normalise, save_weights, seeded_model
+from .train_kit import augment, cached_arrays, finish_card, fmt_time, lr_at, normalise, save_weights, seeded_model
 
 
 @dataclass
@@ -120,7 +120,7 @@ def train_detector(cfg: DetrTrainConfig, log=print) -> DetrTrainResult:
     images, labels, boxes, offsets = detection_pool(cfg.pool, size, TRAIN_SEED, cfg.cache_dir)
     pool_time = time.perf_counter() - t0
     log(f"[{cfg.model}] pool: {cfg.pool} scenes ({len(labels)} objects) at {size} px from seed "
-        f"{TRAIN_SEED} ({_fmt_time(pool_time)})")
+        f"{TRAIN_SEED} ({fmt_time(pool_time)})")
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2)  # (n, h, w, 3) -> (n, 3, h, w)
     labels_t = torch.from_numpy(labels)
     boxes_t = torch.from_numpy(boxes) / size  # xyxy fractions of the side
@@ -149,7 +149,7 @@ def train_detector(cfg: DetrTrainConfig, log=print) -> DetrTrainResult:
         targets = [{"labels": labels_t[offsets[i]:offsets[i + 1]],
                     "boxes": box_convert(b, "xyxy", "cxcywh")} for i, b in zip(idx.tolist(), box_lists)]
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg)
+            group["lr"] = lr_at(step, cfg)
         outputs, memory = forward_with_memory(model, x)
         loss, parts = detr_loss(outputs, targets)
         if cfg.dense_loss > 0:
@@ -169,13 +169,13 @@ def train_detector(cfg: DetrTrainConfig, log=print) -> DetrTrainResult:
             eta = elapsed / (step + 1) * (cfg.steps - step - 1)
             n = window.pop("n")
             entry = {"step": step + 1, **{k: v / n for k, v in window.items()},
-                     "lr": _lr_at(step, cfg), "elapsed": elapsed}
+                     "lr": lr_at(step, cfg), "elapsed": elapsed}
             history.append(entry)
             log(f"[{cfg.model}] step {step + 1}/{cfg.steps}  loss {entry['loss']:.3f} "
                 f"(class {entry['cls']:.3f}, L1 {entry['l1']:.3f}, GIoU {entry['giou']:.3f}"
                 + (f", dense {entry['dense']:.3f}" if "dense" in entry else "") + ")  "
                 f"lr {entry['lr']:.2e}  {elapsed / (step + 1):.2f} s/step  "
-                f"elapsed {_fmt_time(elapsed)}  ETA {_fmt_time(eta)}")
+                f"elapsed {fmt_time(elapsed)}  ETA {fmt_time(eta)}")
             window = {}
         if cfg.save_every and cfg.save_path and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             save_weights(model.eval(), cfg.save_path, {"model": cfg.model, "seed": cfg.seed,
@@ -237,8 +237,8 @@ def write_detr_model_card(path: str | os.PathLike, result: DetrTrainResult, comm
            "DETR normally starts from) and is not part of the shipped weights; nothing supervises "
            "attention." if cfg.dense_loss > 0 else ""),
         *([f"- Initialised from `{cfg.init}` (a previous training stage)"] if cfg.init else []),
-        f"- Hardware: CPU, {cfg.threads} thread(s); wall time {_fmt_time(result.wall_time)} training "
-        f"+ {_fmt_time(result.pool_time)} rendering (or loading) the pool",
+        f"- Hardware: CPU, {cfg.threads} thread(s); wall time {fmt_time(result.wall_time)} training "
+        f"+ {fmt_time(result.pool_time)} rendering (or loading) the pool",
     ]
     if result.history:
         last = result.history[-1]

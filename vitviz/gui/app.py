@@ -23,9 +23,9 @@ def run_app(images: list[str] | None = None, model: str | None = None, weights: 
         app.setWindowIcon(icon)
     win = MainWindow(model=model, weights=weights, device=device)
     # `vitviz bench` start-up rows only (off unless the variable is set): print timestamps at the
-    # first window paint / first attention map painted, then exit. See vitviz/bench/startup.py.
+    # first window paint / first attention map painted, then exit. See vitviz/gui/startup_probe.py.
     if os.environ.get("VITVIZ_BENCH_STARTUP"):
-        from ..bench.startup import install_probe
+        from .startup_probe import install_probe
 
         install_probe(app, win, os.environ["VITVIZ_BENCH_STARTUP"])
     win.show()

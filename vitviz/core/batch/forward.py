@@ -134,14 +134,14 @@ def _swin_capture(model, dtype) -> Iterator[list]:
     (layout, (batch, windows, heads, n, n))."""
     from ..analysis.windows import WindowLayout
     from ..capture.host import to_host
-    from ..capture.swin import _Recorder, swin_blocks
+    from ..capture.swin import SoftmaxRecorder, swin_blocks
 
     store: list = []
     active: list = []
 
     def hooks(index: int):
         def pre_hook(module, args):
-            rec = _Recorder()
+            rec = SoftmaxRecorder()
             rec.__enter__()
             active.append(rec)
 

@@ -172,7 +172,7 @@ def analyze_many(images, model=None, weights=None, device: str | None = "cpu", *
         dataset, total, workers = StreamDataset(sources, loaded.preprocess, family, names), None, 0
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=list,
                         shuffle=False, persistent_workers=False)
-    report = _progress(progress, total, loaded.name)
+    report = ProgressReport(progress, total, loaded.name)
     done = 0
     try:
         for batch in loader:
@@ -203,7 +203,7 @@ def analyze_many(images, model=None, weights=None, device: str | None = "cpu", *
         report.close()
 
 
-class _progress:
+class ProgressReport:
     """tqdm when progress is True; a plain callback otherwise."""
 
     def __init__(self, progress, total, name: str):

@@ -13,18 +13,18 @@ import numpy as np
 import torch
 
 from .grad_vit import TINY, score_of
-from .swin import _record, _Recorder, swin_blocks
+from .swin import _record, SoftmaxRecorder, swin_blocks
 
 
 @contextmanager
 def live_window_attention(model, store: list):
     """Within the block, store gets (block index, layout, softmax tensor on the graph) per block."""
-    active: list[_Recorder] = []
+    active: list[SoftmaxRecorder] = []
     handles = []
 
     def hooks(index: int):
         def pre_hook(module, args):
-            rec = _Recorder()
+            rec = SoftmaxRecorder()
             rec.__enter__()
             active.append(rec)
 

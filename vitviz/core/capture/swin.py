@@ -47,7 +47,7 @@ class SwinCapture:
     forward_seconds: float
 
 
-class _Recorder(TorchFunctionMode):
+class SoftmaxRecorder(TorchFunctionMode):
     """Sees every torch call made while one attention module runs; keeps softmax outputs and the
     first torch.roll's shift (the cyclic shift; the second roll undoes it)."""
 
@@ -83,7 +83,7 @@ def swin_blocks(model: nn.Module) -> list[tuple[int, int, nn.Module]]:
     return found
 
 
-def _record(index: int, module: nn.Module, x: Tensor, rec: _Recorder, dtype) -> BlockCapture:
+def _record(index: int, module: nn.Module, x: Tensor, rec: SoftmaxRecorder, dtype) -> BlockCapture:
     b, h, w, _ = x.shape  # NHWC
     layout = WindowLayout.for_block(h, w, module.window_size, module.shift_size)
     n = layout.tokens_per_window
@@ -101,12 +101,12 @@ def _record(index: int, module: nn.Module, x: Tensor, rec: _Recorder, dtype) -> 
 def capture_window_attention(model: nn.Module, dtype=np.float16) -> Iterator[list[BlockCapture]]:
     """Within the block, every forward appends one BlockCapture per Swin block to the yielded list."""
     store: list[BlockCapture] = []
-    active: list[_Recorder] = []
+    active: list[SoftmaxRecorder] = []
     handles = []
 
     def hooks(index: int):
         def pre_hook(module, args):
-            rec = _Recorder()
+            rec = SoftmaxRecorder()
             rec.__enter__()
             active.append(rec)
 
@@ -132,7 +132,7 @@ def capture_window_attention(model: nn.Module, dtype=np.float16) -> Iterator[lis
 
 def attention_of(module: nn.Module, x: Tensor, dtype=np.float32) -> tuple[Tensor, BlockCapture]:
     """Run one ShiftedWindowAttention(V2) module on x (B, H, W, C): (its output, its attention)."""
-    rec = _Recorder()
+    rec = SoftmaxRecorder()
     with torch.no_grad(), rec:
         out = module(x)
     return out, _record(0, module, x, rec, dtype)

@@ -89,7 +89,7 @@ class RayEngine:
 
     def run(self, job, sources: list[str], *, cancel=None, progress=None) -> Iterator[dict]:
         from ..batch.folder import image_extensions, is_remote
-        from ..batch.many import _progress
+        from ..batch.many import ProgressReport
 
         ray = self.start()
         ctx = ray.data.DataContext.get_current()
@@ -110,7 +110,7 @@ class RayEngine:
                              compute=ray.data.ActorPoolStrategy(size=self.actors),
                              num_gpus=self.num_gpus or None, batch_format="numpy")
         total = None if remote_folders else len(paths)
-        report = _progress(progress, total, f"{job.identity()['model'] or 'model'} (ray)")
+        report = ProgressReport(progress, total, f"{job.identity()['model'] or 'model'} (ray)")
         done = 0
         try:
             rows = iter(out.iter_rows())

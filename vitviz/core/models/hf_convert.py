@@ -31,7 +31,7 @@ def build(*, snapshot: str, input_size: int = 224):
 
 def read_weights(snapshot: Path) -> dict[str, Tensor]:
     """All tensors of the snapshot (sharded files joined), safe readers only."""
-    from .loading import read_state_dict
+    from .state_files import read_state_dict
 
     path = weights_file(snapshot)
     if path is None:

@@ -4,15 +4,14 @@ arbitrary objects."""
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Union
 
 from .registry import ModelSpec, Preprocess, get_spec
 from . import weights as wts
 from .devices import resolve_device, resolve_precision  # noqa: F401 (resolve_device: public here too)
 from .errors import CheckpointError  # noqa: F401 (public here too)
+from .state_files import read_state_dict  # noqa: F401 (public here too)
 
 ProgressCallback = Callable[[int, Union[int, None]], None]
 
@@ -45,53 +44,6 @@ def is_checkpoint_path(weights) -> bool:
     return weights not in (None, "", "pretrained", "random")
 
 
-# Harmless classes found beside the tensors in training checkpoints (DINO, MAE and DeiT save their
-# argparse options): allowed so such files load; everything else stays refused.
-def _safe_extras() -> list:
-    import argparse
-
-    return [argparse.Namespace]
-
-
-def read_state_dict(path: str | os.PathLike) -> dict:
-    """Tensors from a .pth/.pt/.bin (safe unpickling only) or .safetensors file, unwrapping the usual
-    containers ("model", "state_dict", "teacher", "student", "model_state")."""
-    import torch
-
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"Checkpoint {str(p)!r} does not exist or is not a file")
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(p), device="cpu")
-        else:
-            with torch.serialization.safe_globals(_safe_extras()):
-                state = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle refusals, truncation, garbage: one clear message
-        raise CheckpointError(f"Cannot read checkpoint {p.name!r}: {_read_failure(exc)}") from None
-    for key in ("model", "state_dict", "teacher", "student", "model_state"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"Checkpoint {p.name!r} holds no tensors (not a model state dict)")
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
-def _read_failure(exc: Exception) -> str:
-    text = str(exc).strip()
-    if "weights_only" in text or "Unsupported global" in text or "Unsupported operand" in text:
-        culprit = re.search(r"GLOBAL ([\w.]+)", text)
-        what = f" (it asks to run {culprit.group(1)})" if culprit else ""
-        return ("it holds Python objects other than tensors" + what + ", and vitviz never unpickles "
-                "arbitrary objects (torch.load weights_only=True): nothing in it was run. If you trust "
-                "the file, re-save its state_dict or convert it to .safetensors.")
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return f"the file is damaged, truncated or not a PyTorch/safetensors checkpoint ({first})"
-
-
 def load_state_strict(module, state: dict, source: str, context: str = "") -> None:
     """load_state_dict(strict=True) with a message listing missing, unexpected and mismatched keys.
 
@@ -122,7 +74,7 @@ def load_state_strict(module, state: dict, source: str, context: str = "") -> No
     module.load_state_dict(state, strict=True)
 
 
-def _build(spec: ModelSpec, preprocess: Preprocess):
+def build_module(spec: ModelSpec, preprocess: Preprocess):
     """torchvision builders by name; "package.module:function" for vitviz's own (DETR, demos, tests)."""
     from importlib import import_module
 
@@ -185,7 +137,7 @@ def load_model(name: str | ModelSpec | None, weights: str | os.PathLike | None =
         spec, state, fitted = fit_checkpoint(spec, state, preprocess.size)
         notes += fitted
     torch.manual_seed(0)  # random weights are reproducible run to run
-    module = _build(spec, preprocess)
+    module = build_module(spec, preprocess)
     if state is not None:
         load_state_strict(module, state, source, context)
     module.eval().to(device)
@@ -230,7 +182,7 @@ def _load_external(spec: ModelSpec, device: str, download, notes: list[str], pre
     from .external import external_state
 
     torch.manual_seed(0)
-    module = _build(spec, spec.preprocess)
+    module = build_module(spec, spec.preprocess)
     state, source, more = external_state(spec, module, download)
     notes += more
     if state is not None:

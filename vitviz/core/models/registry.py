@@ -112,21 +112,30 @@ def all_specs() -> list[ModelSpec]:
 
 
 _EXTENSIONS_LOADED = False
+ENTRY_POINT_GROUP = "vitviz.models"  # modules that register ModelSpecs when imported
 
 
 def _ensure_extensions() -> None:
-    """Import the modules that register further specs (kept torch-free so listing stays cheap)."""
+    """Import the modules that register further specs (kept torch-free so listing stays cheap): core's
+    own, then every `vitviz.models` entry point (vitviz's demo models, and any installed package's)."""
     global _EXTENSIONS_LOADED
     if _EXTENSIONS_LOADED:
         return
     _EXTENSIONS_LOADED = True
     import importlib
+    from importlib.metadata import entry_points
 
-    for mod in ("vitviz.core.models.detr_specs", "vitviz.core.models.demo_specs",
-                "vitviz.core.models.known_checkpoints", "vitviz.core.models.hf_specs",
-                "vitviz.core.models.timm_specs"):
+    for mod in ("vitviz.core.models.detr_specs", "vitviz.core.models.known_checkpoints",
+                "vitviz.core.models.hf_specs", "vitviz.core.models.timm_specs"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
             if exc.name != mod:
                 raise
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken third-party plug-in must not take the model list down
+            import warnings
+
+            warnings.warn(f"model plug-in {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)

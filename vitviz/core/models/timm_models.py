@@ -109,7 +109,7 @@ def timm_weights_file(spec: ModelSpec) -> Path | None:
     """The model's weights on disk: timm's hub repository in the HF cache, else timm's download in
     the torch hub folder. Offline."""
     from .hf_cache import snapshot_dir, weights_file
-    from .weights import hub_checkpoint_dir
+    from .hub_dirs import hub_checkpoint_dir
 
     pcfg = _pretrained_cfg(spec)
     if pcfg.hf_hub_id:
@@ -127,7 +127,7 @@ def timm_weights_file(spec: ModelSpec) -> Path | None:
 
 def timm_pretrained_state(spec: ModelSpec, download, notes: list[str]):
     """(state in timm's keys or None, source label) for weights="pretrained"."""
-    from .loading import read_state_dict
+    from .state_files import read_state_dict
 
     path = timm_weights_file(spec)
     pcfg = _pretrained_cfg(spec)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from .checkpoint_urls import CHECKPOINT_URLS
+from .hub_dirs import hub_checkpoint_dir  # noqa: F401 (public here too)
 from .registry import ModelSpec
 
 
@@ -26,13 +27,6 @@ def weights_url(spec: ModelSpec) -> str | None:
         return spec.weights
     w = weights_enum(spec)
     return w.url if w is not None else CHECKPOINT_URLS.get(spec.name)
-
-
-def hub_checkpoint_dir() -> Path:
-    """torch.hub's download folder (honours TORCH_HOME), shared with torchvision and torch.hub."""
-    import torch
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def cached_weights_path(spec: ModelSpec) -> Path | None:

@@ -1,11 +1,12 @@
 """The offline demo models: small ViT, Swin and DETR trained on vitviz's procedural shapes scenes,
 their weights shipped in resources/demo/ (see vitviz.demo.models and vitviz.demo.train).
 
-Imported by the registry on first use; plain data, no torch.
+Registered from outside core through the `vitviz.models` entry point (pyproject.toml), which
+the registry loads on first use: core names no demo module. Plain data, no torch.
 """
 from __future__ import annotations
 
-from .registry import ModelSpec, Preprocess, register
+from vitviz.core.models.registry import ModelSpec, Preprocess, register
 
 DEMO_GROUP = "Demo (shapes)"
 _CLASSES = "vitviz.demo.scenes:CLASSES"
