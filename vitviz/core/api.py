@@ -39,6 +39,18 @@ def get_model(model: str | ModelSpec | None = DEFAULT_MODEL, weights: str | os.P
     return loaded
 
 
+def model_for(model, weights, device, precision):
+    """What analyze() and analyze_many() run: a LoadedModel as given, or get_model() (the default
+    model unless a checkpoint path names one)."""
+    from .models.loading import LoadedModel, is_checkpoint_path
+
+    if isinstance(model, LoadedModel):
+        return model
+    if model is None and not is_checkpoint_path(weights):
+        model = DEFAULT_MODEL
+    return get_model(model, weights, device, precision=precision)
+
+
 def _pretrained_on_disk(spec) -> bool:
     from .models.weights import weights_state
 
@@ -54,15 +66,8 @@ def analyze(image: ImageSource, model=None, weights: str | os.PathLike | None = 
     checkpoint path; with a path and no model, the model is inferred from the file. attention_dtype:
     "float16" (default, half the memory) or "float32". precision: "bfloat16"/"float16" GPU autocast.
     Returns the family's analysis (ViTAnalysis, SwinAnalysis, DetrAnalysis...; see core.families)."""
-    from .models.loading import LoadedModel, is_checkpoint_path
-
     img = load_image(image)
-    if isinstance(model, LoadedModel):
-        loaded = model
-    else:
-        if model is None and not is_checkpoint_path(weights):
-            model = DEFAULT_MODEL
-        loaded = get_model(model, weights, device, precision=precision)
+    loaded = model_for(model, weights, device, precision)
     dtype = {"float16": np.float16, "float32": np.float32}[str(attention_dtype)]
     from .families import get_family
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import import_module
 
+from .named import NamedTable
+
 
 def _resolve(ref: str):
     module, _, attr = ref.partition(":")
@@ -49,29 +51,23 @@ class Family:
         return methods(self.name)
 
 
-_FAMILIES: dict[str, Family] = {}
+_FAMILIES: NamedTable[Family] = NamedTable("model family")
 
 
 def register_family(family: Family, *, replace: bool = False) -> Family:
-    if family.name in _FAMILIES and not replace:
-        raise ValueError(f"a family named {family.name!r} is registered already")
-    _FAMILIES[family.name] = family
-    return family
+    return _FAMILIES.register(family, replace=replace)
 
 
 def unregister_family(name: str) -> None:
-    _FAMILIES.pop(name, None)
+    _FAMILIES.unregister(name)
 
 
 def get_family(name: str) -> Family:
-    try:
-        return _FAMILIES[name]
-    except KeyError:
-        raise KeyError(f"unknown model family {name!r}; known: {', '.join(_FAMILIES)}") from None
+    return _FAMILIES.get(name)
 
 
 def families() -> list[Family]:
-    return list(_FAMILIES.values())
+    return list(_FAMILIES)
 
 
 register_family(Family(

@@ -49,23 +49,12 @@ _MAX_COVERED_FRACTION = 0.5
 _PLACEMENT_TRIES = 60
 
 # Saturated object colours; backgrounds are kept muted so objects stand out.
-_PALETTE = np.array(
-    [
-        (220, 40, 40),  # red
-        (245, 140, 20),  # orange
-        (240, 220, 40),  # yellow
-        (50, 180, 60),  # green
-        (40, 200, 210),  # cyan
-        (40, 80, 220),  # blue
-        (140, 60, 200),  # purple
-        (230, 60, 170),  # magenta
-        (250, 250, 245),  # white
-        (20, 20, 25),  # black
-        (120, 70, 30),  # brown
-        (250, 160, 190),  # pink
-    ],
-    dtype=np.float64,
-)
+_COLOURS = {
+    "red": (220, 40, 40), "orange": (245, 140, 20), "yellow": (240, 220, 40), "green": (50, 180, 60),
+    "cyan": (40, 200, 210), "blue": (40, 80, 220), "purple": (140, 60, 200), "magenta": (230, 60, 170),
+    "white": (250, 250, 245), "black": (20, 20, 25), "brown": (120, 70, 30), "pink": (250, 160, 190),
+}
+_PALETTE = np.array(list(_COLOURS.values()), dtype=np.float64)
 
 SeedLike = int | np.integer | np.random.Generator
 Box = tuple[float, float, float, float]

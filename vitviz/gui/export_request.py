@@ -4,15 +4,13 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
-import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..core.figures import ExportError, ExportSources
+from ..core.json_values import jsonable
 
 FORMATS = ("png", "svg", "pdf")
 
@@ -75,7 +73,7 @@ class ExportRequest:
     settings: dict = field(default_factory=dict)  # view-setting overrides for export_sources()
 
     def to_json(self) -> dict:
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
     @staticmethod
     def from_json(d: dict) -> "ExportRequest":
@@ -125,18 +123,6 @@ def _weights_file(ctx: ExportContext) -> str | None:
     return None
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
-
-
 def build_metadata(ctx: ExportContext, sources: ExportSources, request: ExportRequest, figure) -> dict:
     """The provenance record embedded in PNGs and written as FILE.json. No timestamps: re-running
     an export from it reproduces the file byte for byte."""
@@ -144,8 +130,8 @@ def build_metadata(ctx: ExportContext, sources: ExportSources, request: ExportRe
 
     wfile = _weights_file(ctx)
     req = request.to_json()
-    req["settings"] = _jsonable(sources.settings)  # resolved: re-running needs no panel defaults
-    return _jsonable({
+    req["settings"] = jsonable(sources.settings)  # resolved: re-running needs no panel defaults
+    return jsonable({
         "vitviz_version": __version__,
         "image": {"name": ctx.image_name, "path": ctx.image_path,
                   "sha256": file_sha256(ctx.image_path) if ctx.image_path else None,

@@ -131,50 +131,19 @@ def vit_batch(loaded, items: list[Prepared], dtype) -> list:
 @contextmanager
 def _swin_capture(model, dtype) -> Iterator[list]:
     """Like capture.swin.capture_window_attention, keeping every image: per block
-    (layout, (batch, windows, heads, n, n))."""
-    from ..analysis.windows import WindowLayout
+    (index, layout, (batch, windows, heads, n, n))."""
     from ..capture.host import to_host
-    from ..capture.swin import SoftmaxRecorder, swin_blocks
+    from ..capture.swin import checked_layout, recording_blocks
 
     store: list = []
-    active: list = []
 
-    def hooks(index: int):
-        def pre_hook(module, args):
-            rec = SoftmaxRecorder()
-            rec.__enter__()
-            active.append(rec)
+    def on_block(index, module, x, rec):
+        layout = checked_layout(index, module, x, rec)
+        host = to_host(rec.softmax[0], dtype)  # windows are batch-major
+        store.append((index, layout, host.reshape(x.shape[0], layout.num_windows, *host.shape[1:])))
 
-        def hook(module, args, output):
-            rec = active.pop()
-            rec.__exit__(None, None, None)
-            b, h, w, _ = args[0].shape  # NHWC
-            layout = WindowLayout.for_block(h, w, module.window_size, module.shift_size)
-            n = layout.tokens_per_window
-            expected = (b * layout.num_windows, module.num_heads, n, n)
-            got = [tuple(t.shape) for t in rec.softmax]
-            if got != [expected] or (rec.shift or (0, 0)) != layout.shift:
-                raise RuntimeError(
-                    f"torchvision's shifted_window_attention no longer works as vitviz expects (block "
-                    f"{index}: softmax shapes {got}, expected [{expected}]; shift {rec.shift or (0, 0)}, "
-                    f"expected {layout.shift})")
-            host = to_host(rec.softmax[0], dtype)  # windows are batch-major
-            store.append((index, layout, host.reshape(b, layout.num_windows, *host.shape[1:])))
-
-        return pre_hook, hook
-
-    handles = []
-    try:
-        for index, (_, _, module) in enumerate(swin_blocks(model)):
-            pre_hook, hook = hooks(index)
-            handles.append(module.register_forward_pre_hook(pre_hook))
-            handles.append(module.register_forward_hook(hook))
+    with recording_blocks(model, on_block):
         yield store
-    finally:
-        while active:  # a forward that raised never reached its forward hook
-            active.pop().__exit__(None, None, None)
-        for h in handles:
-            h.remove()
 
 
 def swin_batch(loaded, items: list[Prepared], dtype) -> list:

@@ -146,21 +146,15 @@ def analyze_many(images, model=None, weights=None, device: str | None = "cpu", *
     """
     from torch.utils.data import DataLoader
 
-    from ..api import DEFAULT_MODEL, get_model
+    from ..api import model_for
     from ..gradients import attach_model
-    from ..models.loading import LoadedModel, is_checkpoint_path
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     if on_error not in ("raise", "skip", "yield"):
         raise ValueError(f"on_error must be 'raise', 'skip' or 'yield', not {on_error!r}")
     dtype = {"float16": np.float16, "float32": np.float32}[str(attention_dtype)]
-    if isinstance(model, LoadedModel):
-        loaded = model
-    else:
-        if model is None and not is_checkpoint_path(weights):
-            model = DEFAULT_MODEL
-        loaded = get_model(model, weights, device, precision=precision)
+    loaded = model_for(model, weights, device, precision)
     family = loaded.spec.family
     reduce_fn = _resolve_keep(keep, family)
     sources = as_sources(images)

@@ -7,11 +7,13 @@ numeric value (element-wise for equal-shaped maps) and counts of every string. L
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+
+from ..json_values import jsonable  # noqa: F401 (public here too)
+from ..named import NamedTable
 
 
 @dataclass(frozen=True)
@@ -29,47 +31,23 @@ class Reducer:
         return self.families is None or family in self.families
 
 
-_REDUCERS: dict[str, Reducer] = {}
+_REDUCERS: NamedTable[Reducer] = NamedTable("statistic", missing=ValueError)
 
 
 def register_reducer(reducer: Reducer, *, replace: bool = False) -> Reducer:
-    if reducer.name in _REDUCERS and not replace:
-        raise ValueError(f"a reducer named {reducer.name!r} is registered already")
-    _REDUCERS[reducer.name] = reducer
-    return reducer
+    return _REDUCERS.register(reducer, replace=replace)
 
 
 def get_reducer(name: str) -> Reducer:
-    try:
-        return _REDUCERS[name]
-    except KeyError:
-        raise ValueError(f"unknown statistic {name!r}; known: {', '.join(_REDUCERS)}") from None
+    return _REDUCERS.get(name)
 
 
 def reducers() -> list[Reducer]:
-    return list(_REDUCERS.values())
+    return list(_REDUCERS)
 
 
 def default_reducers(family: str) -> list[str]:
-    return [r.name for r in _REDUCERS.values() if r.applies_to(family)]
-
-
-def jsonable(value):
-    """numpy scalars and arrays -> Python numbers and nested lists (NaN -> None, as JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        f = float(value)
-        return None if math.isnan(f) or math.isinf(f) else f
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
+    return [r.name for r in _REDUCERS if r.applies_to(family)]
 
 
 def reduce(analysis, names) -> dict[str, Any]:
@@ -103,7 +81,7 @@ def summarize(rows: list[dict]) -> dict:
                 fields.setdefault((reducer, field), []).append(v)
     for (reducer, field), vals in fields.items():
         vals = [v for v in vals if v is not None]
-        r = _REDUCERS.get(reducer)
+        r = _REDUCERS.find(reducer)  # None: a statistic this version does not know
         want_mean = r is None or r.means is None or field in r.means
         want_count = r is None or r.counts is None or field in r.counts
         if not vals:

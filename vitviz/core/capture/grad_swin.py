@@ -13,40 +13,17 @@ import numpy as np
 import torch
 
 from .grad_vit import TINY, score_of
-from .swin import _record, SoftmaxRecorder, swin_blocks
+from .swin import checked_layout, recording_blocks
 
 
 @contextmanager
 def live_window_attention(model, store: list):
     """Within the block, store gets (block index, layout, softmax tensor on the graph) per block."""
-    active: list[SoftmaxRecorder] = []
-    handles = []
+    def on_block(index, module, x, rec):
+        store.append((index, checked_layout(index, module, x, rec), rec.softmax[0]))
 
-    def hooks(index: int):
-        def pre_hook(module, args):
-            rec = SoftmaxRecorder()
-            rec.__enter__()
-            active.append(rec)
-
-        def hook(module, args, output):
-            rec = active.pop()
-            rec.__exit__(None, None, None)
-            cap = _record(index, module, args[0], rec, np.float32)  # checks shapes and shift
-            store.append((index, cap.layout, rec.softmax[0]))
-
-        return pre_hook, hook
-
-    try:
-        for index, (_, _, module) in enumerate(swin_blocks(model)):
-            pre, post = hooks(index)
-            handles.append(module.register_forward_pre_hook(pre))
-            handles.append(module.register_forward_hook(post))
+    with recording_blocks(model, on_block):
         yield store
-    finally:
-        while active:
-            active.pop().__exit__(None, None, None)
-        for h in handles:
-            h.remove()
 
 
 def window_attention_grads(loaded, model_input: np.ndarray, target: int, contrast: int = -1):

@@ -83,7 +83,9 @@ def swin_blocks(model: nn.Module) -> list[tuple[int, int, nn.Module]]:
     return found
 
 
-def _record(index: int, module: nn.Module, x: Tensor, rec: SoftmaxRecorder, dtype) -> BlockCapture:
+def checked_layout(index: int, module: nn.Module, x: Tensor, rec: SoftmaxRecorder) -> WindowLayout:
+    """The block's window layout, after checking that the recorded softmax and shift are the ones
+    torchvision's shifted_window_attention is known to compute (a changed torchvision fails loudly)."""
     b, h, w, _ = x.shape  # NHWC
     layout = WindowLayout.for_block(h, w, module.window_size, module.shift_size)
     n = layout.tokens_per_window
@@ -93,14 +95,19 @@ def _record(index: int, module: nn.Module, x: Tensor, rec: SoftmaxRecorder, dtyp
         raise RuntimeError(
             f"torchvision's shifted_window_attention no longer works as vitviz expects (block {index}: "
             f"softmax shapes {got}, expected [{expected}]; shift {rec.shift or (0, 0)}, expected {layout.shift})")
+    return layout
+
+
+def _record(index: int, module: nn.Module, x: Tensor, rec: SoftmaxRecorder, dtype) -> BlockCapture:
+    layout = checked_layout(index, module, x, rec)
     # windows are batch-major
     return BlockCapture(index, layout, to_host(rec.softmax[0][: layout.num_windows], dtype))
 
 
 @contextmanager
-def capture_window_attention(model: nn.Module, dtype=np.float16) -> Iterator[list[BlockCapture]]:
-    """Within the block, every forward appends one BlockCapture per Swin block to the yielded list."""
-    store: list[BlockCapture] = []
+def recording_blocks(model: nn.Module, on_block) -> Iterator[None]:
+    """Within the block, every Swin block's forward runs under a SoftmaxRecorder and then calls
+    on_block(index, module, x, recorder). Hooks are removed (and recorders left) on any exit."""
     active: list[SoftmaxRecorder] = []
     handles = []
 
@@ -113,7 +120,7 @@ def capture_window_attention(model: nn.Module, dtype=np.float16) -> Iterator[lis
         def hook(module, args, output):
             rec = active.pop()
             rec.__exit__(None, None, None)
-            store.append(_record(index, module, args[0], rec, dtype))
+            on_block(index, module, args[0], rec)
 
         return pre_hook, hook
 
@@ -122,12 +129,20 @@ def capture_window_attention(model: nn.Module, dtype=np.float16) -> Iterator[lis
             pre_hook, hook = hooks(index)
             handles.append(module.register_forward_pre_hook(pre_hook))
             handles.append(module.register_forward_hook(hook))
-        yield store
+        yield
     finally:
         while active:  # a forward that raised never reached its forward hook
             active.pop().__exit__(None, None, None)
         for h in handles:
             h.remove()
+
+
+@contextmanager
+def capture_window_attention(model: nn.Module, dtype=np.float16) -> Iterator[list[BlockCapture]]:
+    """Within the block, every forward appends one BlockCapture per Swin block to the yielded list."""
+    store: list[BlockCapture] = []
+    with recording_blocks(model, lambda i, m, x, rec: store.append(_record(i, m, x, rec, dtype))):
+        yield store
 
 
 def attention_of(module: nn.Module, x: Tensor, dtype=np.float32) -> tuple[Tensor, BlockCapture]:

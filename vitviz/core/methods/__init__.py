@@ -20,6 +20,8 @@ from importlib import import_module
 
 import numpy as np
 
+from ..named import NamedTable
+
 
 @dataclass(frozen=True)
 class Param:
@@ -124,7 +126,7 @@ class Method:
         return self.title + (f" ({', '.join(f'{k}={v}' for k, v in p.items())})" if p else "")
 
 
-_METHODS: dict[str, Method] = {}
+_METHODS: NamedTable[Method] = NamedTable("method")
 _loaded = False
 
 
@@ -139,34 +141,28 @@ def _load_builtin() -> None:
     for name in sorted(names, key=lambda n: (n not in first, first.index(n) if n in first else 0, n)):
         mod = import_module(name)
         if isinstance(getattr(mod, "METHOD", None), Method):
-            _METHODS.setdefault(mod.METHOD.name, mod.METHOD)
+            _METHODS.setdefault(mod.METHOD)
 
 
 def register_method(method: Method, *, replace: bool = False) -> Method:
     """Add a method from outside vitviz (a plug-in); every front end lists it from then on."""
     _load_builtin()
-    if method.name in _METHODS and not replace:
-        raise ValueError(f"a method named {method.name!r} is registered already")
-    _METHODS[method.name] = method
-    return method
+    return _METHODS.register(method, replace=replace)
 
 
 def unregister_method(name: str) -> None:
-    _METHODS.pop(name, None)
+    _METHODS.unregister(name)
 
 
 def methods(family: str | None = None) -> list[Method]:
     """The declarations, built-ins first; only those for `family` when given."""
     _load_builtin()
-    return [m for m in _METHODS.values() if family is None or family in m.compute]
+    return [m for m in _METHODS if family is None or family in m.compute]
 
 
 def get_method(name: str) -> Method:
     _load_builtin()
-    try:
-        return _METHODS[name]
-    except KeyError:
-        raise KeyError(f"unknown method {name!r}; available: {', '.join(_METHODS)}") from None
+    return _METHODS.get(name)
 
 
 def parse_param(text: str) -> tuple[str, str]:

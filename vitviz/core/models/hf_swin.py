@@ -15,31 +15,26 @@ import torch
 from torch import Tensor, nn
 
 from .errors import CheckpointError
+from .key_maps import weight_and_bias
 
 SWIN_TYPES = ("swin", "swinv2")
 _BLOCK = re.compile(r"^encoder\.layers\.(\d+)\.blocks\.(\d+)\.(.+)$")
 _DOWN = re.compile(r"^encoder\.layers\.(\d+)\.downsample\.(reduction\.weight|norm\.weight|norm\.bias)$")
-_BLOCK_KEYS = {
-    "layernorm_before.weight": "norm1.weight", "layernorm_before.bias": "norm1.bias",
-    "layernorm_after.weight": "norm2.weight", "layernorm_after.bias": "norm2.bias",
-    "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
-    "intermediate.dense.weight": "mlp.0.weight", "intermediate.dense.bias": "mlp.0.bias",
-    "output.dense.weight": "mlp.3.weight", "output.dense.bias": "mlp.3.bias",
+_BLOCK_KEYS = weight_and_bias({
+    "layernorm_before": "norm1", "layernorm_after": "norm2", "attention.output.dense": "attn.proj",
+    "intermediate.dense": "mlp.0", "output.dense": "mlp.3",
+    "attention.self.continuous_position_bias_mlp.0": "attn.cpb_mlp.0",
+}, {
     "attention.self.relative_position_bias_table": "attn.relative_position_bias_table",
     "attention.self.logit_scale": "attn.logit_scale",
-    "attention.self.continuous_position_bias_mlp.0.weight": "attn.cpb_mlp.0.weight",
-    "attention.self.continuous_position_bias_mlp.0.bias": "attn.cpb_mlp.0.bias",
     "attention.self.continuous_position_bias_mlp.2.weight": "attn.cpb_mlp.2.weight",
-}
+})
 # buffers both sides compute from the window size; torchvision keeps its own
 _BUFFERS = ("attention.self.relative_position_index", "attention.self.relative_coords_table")
-_TOP = {
-    "embeddings.patch_embeddings.projection.weight": "features.0.0.weight",
-    "embeddings.patch_embeddings.projection.bias": "features.0.0.bias",
-    "embeddings.norm.weight": "features.0.2.weight", "embeddings.norm.bias": "features.0.2.bias",
-    "layernorm.weight": "norm.weight", "layernorm.bias": "norm.bias",
-    "classifier.weight": "head.weight", "classifier.bias": "head.bias",
-}
+_TOP = weight_and_bias({
+    "embeddings.patch_embeddings.projection": "features.0.0", "embeddings.norm": "features.0.2",
+    "layernorm": "norm", "classifier": "head",
+})
 
 
 def build(cfg: dict, input_size: int | None = None) -> nn.Module:

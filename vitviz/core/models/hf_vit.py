@@ -17,33 +17,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import CheckpointError
+from .key_maps import weight_and_bias
 from .vit_tokens import TokenViT
 
 VIT_TYPES = ("vit", "deit", "dinov2", "dinov2_with_registers")
 _BASE_PREFIXES = ("vit.", "deit.", "dinov2.", "dinov2_with_registers.")
 _LAYER = re.compile(r"^encoder\.layer\.(\d+)\.(.+)$")
-_LAYER_KEYS = {  # HF layer suffix -> timm block suffix
-    "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
-    "layernorm_before.weight": "norm1.weight", "layernorm_before.bias": "norm1.bias",
-    "layernorm_after.weight": "norm2.weight", "layernorm_after.bias": "norm2.bias",
-    "norm1.weight": "norm1.weight", "norm1.bias": "norm1.bias",
-    "norm2.weight": "norm2.weight", "norm2.bias": "norm2.bias",
-    "intermediate.dense.weight": "mlp.fc1.weight", "intermediate.dense.bias": "mlp.fc1.bias",
-    "output.dense.weight": "mlp.fc2.weight", "output.dense.bias": "mlp.fc2.bias",
-    "mlp.fc1.weight": "mlp.fc1.weight", "mlp.fc1.bias": "mlp.fc1.bias",
-    "mlp.fc2.weight": "mlp.fc2.weight", "mlp.fc2.bias": "mlp.fc2.bias",
+_LAYER_KEYS = weight_and_bias({  # HF layer suffix -> timm block suffix
+    "attention.output.dense": "attn.proj", "layernorm_before": "norm1", "layernorm_after": "norm2",
+    "norm1": "norm1", "norm2": "norm2", "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2",
+    "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2",
+}, {
     "layer_scale1.lambda1": "ls1.gamma", "layer_scale2.lambda1": "ls2.gamma",
-}
-_TOP_KEYS = {
+})
+_TOP_KEYS = weight_and_bias({
+    "embeddings.patch_embeddings.projection": "patch_embed.proj", "layernorm": "norm",
+    "classifier": "head", "cls_classifier": "head", "distillation_classifier": "head_dist",
+}, {
     "embeddings.cls_token": "cls_token", "embeddings.distillation_token": "dist_token",
     "embeddings.register_tokens": "register_tokens", "embeddings.position_embeddings": "pos_embed",
-    "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
-    "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
-    "layernorm.weight": "norm.weight", "layernorm.bias": "norm.bias",
-    "classifier.weight": "head.weight", "classifier.bias": "head.bias",
-    "cls_classifier.weight": "head.weight", "cls_classifier.bias": "head.bias",
-    "distillation_classifier.weight": "head_dist.weight", "distillation_classifier.bias": "head_dist.bias",
-}
+})
 _UNUSED = re.compile(r"^(embeddings\.mask_token|pooler\..*)$")  # masked pretraining; ViTModel's pooler
 
 

@@ -16,25 +16,23 @@ import torch
 from torch import Tensor
 
 from .vit_tokens import resample_pos_embedding
+from .key_maps import weight_and_bias
 
 _BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 # timm block suffix -> torchvision EncoderBlock suffix (qkv stacks q, k, v as in_proj does)
-_BLOCK_KEYS = {
-    "norm1.weight": "ln_1.weight", "norm1.bias": "ln_1.bias",
+_BLOCK_KEYS = weight_and_bias({
+    "norm1": "ln_1", "attn.proj": "self_attention.out_proj", "norm2": "ln_2", "mlp.fc1": "mlp.0",
+    "mlp.fc2": "mlp.3",
+}, {
     "attn.qkv.weight": "self_attention.in_proj_weight", "attn.qkv.bias": "self_attention.in_proj_bias",
-    "attn.proj.weight": "self_attention.out_proj.weight", "attn.proj.bias": "self_attention.out_proj.bias",
-    "norm2.weight": "ln_2.weight", "norm2.bias": "ln_2.bias",
-    "mlp.fc1.weight": "mlp.0.weight", "mlp.fc1.bias": "mlp.0.bias",
-    "mlp.fc2.weight": "mlp.3.weight", "mlp.fc2.bias": "mlp.3.bias",
-}
-_TOP_KEYS = {
+})
+_TOP_KEYS = weight_and_bias({
+    "patch_embed.proj": "conv_proj", "norm": "encoder.ln", "fc_norm": "fc_norm", "head": "heads.head",
+    "head_dist": "head_dist",
+}, {
     "cls_token": "class_token", "dist_token": "dist_token", "reg_token": "reg_tokens",
-    "register_tokens": "reg_tokens", "patch_embed.proj.weight": "conv_proj.weight",
-    "patch_embed.proj.bias": "conv_proj.bias", "norm.weight": "encoder.ln.weight",
-    "norm.bias": "encoder.ln.bias", "fc_norm.weight": "fc_norm.weight", "fc_norm.bias": "fc_norm.bias",
-    "head.weight": "heads.head.weight", "head.bias": "heads.head.bias",
-    "head_dist.weight": "head_dist.weight", "head_dist.bias": "head_dist.bias",
-}
+    "register_tokens": "reg_tokens",
+})
 # Parts of training checkpoints that inference never uses.
 _TRAINING_ONLY = re.compile(r"^(mask_token|decoder_.*|decoder\..*|head\.(mlp|last_layer)\..*)$")
 
