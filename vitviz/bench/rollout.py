@@ -23,24 +23,18 @@ GOAL_DIFF = "<= 1e-06"
 CHANGES = ("query", "discard ratio", "head fusion")
 
 
-def speed_metric(change: str, label: str) -> str:
-    return f"Rollout, new {change}: vit-explain recompute / vitviz, {label}"
-
-
-def diff_metric(label: str) -> str:
-    return f"Rollout max abs diff vs float64 reference, {label}"
-
-
-def prep_metric(label: str) -> str:
-    return f"Rollout preparation per image (background, 3 fusions), {label}"
+# row names, formatted with the setting change and the model label
+SPEED_METRIC = "Rollout, new {change}: vit-explain recompute / vitviz, {label}"
+DIFF_METRIC = "Rollout max abs diff vs float64 reference, {label}"
+PREP_METRIC = "Rollout preparation per image (background, 3 fusions), {label}"
 
 
 def metrics() -> list[tuple[str, str, str | None]]:
     """(metric, unit, goal) of every row, in order."""
     rows = []
     for label, _, _ in MODELS:
-        rows += [(speed_metric(c, label), "x", GOAL_SPEEDUP) for c in CHANGES]
-        rows += [(diff_metric(label), "", GOAL_DIFF), (prep_metric(label), "s", None)]
+        rows += [(SPEED_METRIC.format(change=c, label=label), "x", GOAL_SPEEDUP) for c in CHANGES]
+        rows += [(DIFF_METRIC.format(label=label), "", GOAL_DIFF), (PREP_METRIC.format(label=label), "s", None)]
     return rows
 
 
@@ -141,14 +135,14 @@ def _model_rows(ctx: BenchContext, label: str, analysis) -> list[Row]:
     peer = vit_explain.rollout_result([torch.from_numpy(peaked[i][None]) for i in range(L)], 0.0, "mean",
                                       row_normalise=True)[0].double().numpy()
     diff_peer = float(np.max(np.abs(RolloutEngine(peaked).matrix("mean", 0.0) - peer)))
-    rows.append(Row(diff_metric(label), max(*diffs, diff_peaked), "", GOAL_DIFF, note=(
+    rows.append(Row(DIFF_METRIC.format(label=label), max(*diffs, diff_peaked), "", GOAL_DIFF, note=(
         f"max |vitviz matrix - rollout_reference| over the {N}x{N} matrix: {diffs[0]:.1e} (mean, discard 0) "
         f"and {diffs[1]:.1e} (max, discard 0.9) on the captured attention, {diff_peaked:.1e} (discard 0.9) on "
         f"peaked synthetic attention of the same shape (uniform ** 8, rows normalised), heads fused by vitviz "
         f"for both; the largest is the "
         f"value. Against vit-explain with its normalisation made row-wise (mean, discard 0, peaked): "
         f"{diff_peer:.1e}")))
-    rows.append(Row(prep_metric(label), prep, "s", None, note=(
+    rows.append(Row(PREP_METRIC.format(label=label), prep, "s", None, note=(
         "RolloutEngine.prepare(): heads fused in torch for mean / max / min, each layer's weights sorted "
         "once (any discard threshold is then a lookup); the GUI runs it in a background thread after "
         "the first map")))
@@ -157,7 +151,7 @@ def _model_rows(ctx: BenchContext, label: str, analysis) -> list[Row]:
 
 def _speed_row(change: str, label: str, t_peer, t_vitviz, n: int, how: str) -> Row:
     ratios = [p / v for p, v in zip(t_peer, t_vitviz)]
-    return Row(speed_metric(change, label), median(ratios), "x", GOAL_SPEEDUP, note=(
+    return Row(SPEED_METRIC.format(change=change, label=label), median(ratios), "x", GOAL_SPEEDUP, note=(
         f"{how}; median of {n} alternated pairs: vit-explain {median(t_peer) * 1e3:.1f} ms, "
         f"vitviz {median(t_vitviz) * 1e3:.2f} ms"))
 

@@ -215,19 +215,25 @@ def _with_pos(x: Tensor, pos: Tensor | None) -> Tensor:
     return x if pos is None else x + pos
 
 
+def _add_ffn_and_norms(layer: nn.Module, d_model: int, dim_feedforward: int, dropout: float,
+                       sublayers: int) -> None:
+    """The FFN (linear1, linear2, dropout) and one normK/dropoutK per sublayer, under the names DETR's
+    checkpoints use."""
+    layer.linear1 = nn.Linear(d_model, dim_feedforward)
+    layer.linear2 = nn.Linear(dim_feedforward, d_model)
+    layer.dropout = nn.Dropout(dropout)
+    for k in range(1, sublayers + 1):
+        setattr(layer, f"norm{k}", nn.LayerNorm(d_model))
+        setattr(layer, f"dropout{k}", nn.Dropout(dropout))
+
+
 class EncoderLayer(nn.Module):
     """Post-norm self-attention + FFN; the position embedding goes into queries and keys only."""
 
     def __init__(self, d_model: int, nheads: int, dim_feedforward: int, dropout: float) -> None:
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, nheads, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
+        _add_ffn_and_norms(self, d_model, dim_feedforward, dropout, sublayers=2)
 
     def forward(self, src: Tensor, key_padding_mask: Tensor | None, pos: Tensor | None) -> Tensor:
         # src, pos: (hw, n, d); key_padding_mask: (n, hw)
@@ -246,15 +252,7 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, nheads, dropout=dropout)
         self.multihead_attn = nn.MultiheadAttention(d_model, nheads, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.norm3 = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
+        _add_ffn_and_norms(self, d_model, dim_feedforward, dropout, sublayers=3)
 
     def forward(self, tgt: Tensor, memory: Tensor, memory_key_padding_mask: Tensor | None,
                 pos: Tensor | None, query_pos: Tensor | None) -> Tensor:

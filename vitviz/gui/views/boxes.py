@@ -12,6 +12,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from ..colormaps import DEFAULT_COLORMAP, map_values
 from .clicks import left_click_point
 from .image_view import ImageView
+from .tile_plot import highlight_item, tile_plot
 
 # Okabe-Ito (colour-blind safe) first, then a few more distinct hues; cycles after that.
 PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
@@ -171,13 +172,7 @@ class QueryMatrixView(pg.GraphicsLayoutWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setBackground("#202124")
-        self.plot: pg.PlotItem = self.addPlot(row=0, col=0)
-        self.plot.setMenuEnabled(False)
-        self.plot.hideButtons()
-        self.plot.invertY(True)
-        self.plot.setAspectLocked(True)
-        self.plot.showAxis("top")
-        self.plot.hideAxis("bottom")
+        self.plot = tile_plot(self)
         self.plot.getAxis("left").setLabel("attending query")
         self.plot.getAxis("top").setLabel("attended query")
         for axis in ("left", "top"):
@@ -186,13 +181,8 @@ class QueryMatrixView(pg.GraphicsLayoutWidget):
         self.plot.addItem(self.image)
         self.markers = pg.ScatterPlotItem(symbol="s", pxMode=False, pen=None)
         self.plot.addItem(self.markers)
-        self.highlight = QtWidgets.QGraphicsRectItem()
-        pen = QtGui.QPen(QtGui.QColor("#ff3b30"), 2)
-        pen.setCosmetic(True)
-        self.highlight.setPen(pen)
-        self.highlight.setZValue(10)
+        self.highlight = highlight_item(self.plot)
         self.highlight.setVisible(False)
-        self.plot.addItem(self.highlight)
         self.texts: list[pg.TextItem] = []
         self.values = np.zeros((0, 0), np.float32)
         self.levels = (0.0, 1.0)

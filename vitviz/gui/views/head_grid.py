@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore
 
 from ...core.figures import normalise_tiles
 from ..colormaps import DEFAULT_COLORMAP, map_values
 from .clicks import left_click_point
+from .tile_plot import highlight_item, tile_plot
 
 GAP = 1  # pixels of background between tiles
 
@@ -33,21 +34,10 @@ class HeadGridView(pg.GraphicsLayoutWidget):
         super().__init__(parent)
         self.setBackground("#202124")
         self.row_name, self.col_name = row_name, col_name
-        self.plot: pg.PlotItem = self.addPlot(row=0, col=0)
-        self.plot.setMenuEnabled(False)
-        self.plot.hideButtons()
-        self.plot.invertY(True)
-        self.plot.setAspectLocked(True)
-        self.plot.showAxis("top")
-        self.plot.hideAxis("bottom")
+        self.plot = tile_plot(self)
         self.image = pg.ImageItem()
         self.plot.addItem(self.image)
-        self.highlight = QtWidgets.QGraphicsRectItem()
-        pen = QtGui.QPen(QtGui.QColor("#ff3b30"), 2)
-        pen.setCosmetic(True)
-        self.highlight.setPen(pen)
-        self.highlight.setZValue(10)
-        self.plot.addItem(self.highlight)
+        self.highlight = highlight_item(self.plot)
         self.scene().sigMouseClicked.connect(self._on_click)
         self.tile_shape = (1, 1)
         self.grid_shape = (0, 0)

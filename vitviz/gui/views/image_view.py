@@ -12,6 +12,7 @@ from superqt.utils import qthrottled
 
 from ..colormaps import DEFAULT_COLORMAP, colormap, map_values
 from .clicks import left_click_point
+from .tile_plot import outline_item
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -46,11 +47,7 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.crop_shade.setZValue(15)
         self.grid_lines = pg.PlotCurveItem(connect="pairs", pen=pg.mkPen((255, 255, 255, 90), width=1))
         self.grid_lines.setZValue(20)
-        self.selection = QtWidgets.QGraphicsRectItem()
-        pen = QtGui.QPen(QtGui.QColor("#ff3b30"), 2)
-        pen.setCosmetic(True)
-        self.selection.setPen(pen)
-        self.selection.setZValue(30)
+        self.selection = outline_item(z=30)
         self.selection.setVisible(False)
         for item in (self.base, self.overlay, self.crop_shade, self.grid_lines, self.selection):
             self.vb.addItem(item)

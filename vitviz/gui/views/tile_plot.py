@@ -21,12 +21,18 @@ def tile_plot(layout: pg.GraphicsLayoutWidget, row: int = 0, col: int = 0, top_a
     return plot
 
 
-def highlight_item(plot: pg.PlotItem, width: float = 2.0) -> QtWidgets.QGraphicsRectItem:
-    """A red cosmetic outline over the tiles (set its rect to the selected one)."""
+def outline_item(width: float = 2.0, z: float = 10) -> QtWidgets.QGraphicsRectItem:
+    """The red cosmetic outline of a selection (set its rect to the selected tile or patch)."""
     item = QtWidgets.QGraphicsRectItem()
     pen = QtGui.QPen(QtGui.QColor("#ff3b30"), width)
     pen.setCosmetic(True)
     item.setPen(pen)
-    item.setZValue(10)
+    item.setZValue(z)
+    return item
+
+
+def highlight_item(plot: pg.PlotItem, width: float = 2.0) -> QtWidgets.QGraphicsRectItem:
+    """An outline_item added over the tiles of `plot`."""
+    item = outline_item(width)
     plot.addItem(item)
     return item
