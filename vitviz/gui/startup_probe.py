@@ -27,12 +27,16 @@ def install_probe(app, win, mode: str) -> None:
         def __init__(self) -> None:
             super().__init__(app)
             self.painted = False
+            self.torch_at_paint = 0
             self.map_view = None
 
         def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
             if event.type() == QtCore.QEvent.Type.Paint and obj.isWidgetType():
                 if not self.painted and obj.window() is win:
-                    self.painted = True  # report when this paint pass is over
+                    # torch's state as the paint starts: the app's own first-paint hook may start
+                    # the worker (and its torch import) before the deferred report below runs
+                    self.painted = True
+                    self.torch_at_paint = int("torch" in sys.modules)  # report when this pass is over
                     QtCore.QTimer.singleShot(0, self.first_paint)
                 elif self.map_view is not None and obj is self.map_view:
                     self.map_view = None
@@ -40,7 +44,7 @@ def install_probe(app, win, mode: str) -> None:
             return False
 
         def first_paint(self) -> None:
-            _say("first_paint", torch=int("torch" in sys.modules))
+            _say("first_paint", torch=self.torch_at_paint)
             if mode != "map":
                 os._exit(0)
 
