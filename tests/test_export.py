@@ -36,7 +36,6 @@ def analysis(image_file):
     import vitviz
 
     a = vitviz.analyze(str(image_file), model="test_tiny_vit", weights="random")
-    a.image_name = image_file.name
     return a
 
 

@@ -186,3 +186,18 @@ def test_paste_and_drop_open_images(qtbot, tmp_path, image_file):
     with qtbot.waitSignal(win.analysisShown, timeout=60000):
         win.dropEvent(drop)
     assert win.image_path == str(image_file)
+
+
+def test_export_names_the_image_the_map_was_computed_from(qtbot, tmp_path, image_file, monkeypatch):
+    """While a new image is still running, the figure on screen (and its export) is the old one's."""
+    from vitviz.gui.export_dialog import _current
+
+    win = make_window(qtbot, tmp_path)
+    open_and_wait(qtbot, win, image_file)
+    other = tmp_path / "other.png"
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(other)
+    monkeypatch.setattr(win.runner, "submit", lambda *a, **k: 0)  # the new run has not finished
+    assert win.open_path(str(other)) and win.image_name == "other.png"
+    _, ctx = _current(win)
+    assert ctx.image_name == "img.png" and ctx.image_path == str(image_file)
+    assert ctx.image_size == (120, 90)

@@ -259,7 +259,8 @@ def _current(window):
     except ExportError as exc:
         window.statusBar().showMessage(str(exc), 8000)
         return None
-    ctx = ExportContext.from_analysis(window.analysis, window.image_path, window.weights, window.image_name)
+    ctx = ExportContext.from_analysis(window.analysis, window.shown_image_path, window.weights,
+                                      window.shown_image_name)
     return sources, ctx
 
 

@@ -33,8 +33,7 @@ class ExportContext:
     def from_analysis(analysis, image_path: str | None = None, weights: str | None = None,
                       image_name: str | None = None) -> "ExportContext":
         img = analysis.image
-        name = image_name or getattr(analysis, "image_name", None) or (
-            os.path.basename(image_path) if image_path else "image")
+        name = image_name or (os.path.basename(image_path) if image_path else "image")
         return ExportContext(
             image_name=name, image_path=os.path.abspath(image_path) if image_path else None,
             model=analysis.model_name, family=analysis.family,

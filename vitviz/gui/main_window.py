@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from importlib import import_module
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -14,13 +13,6 @@ from .model_picker import ModelPicker
 from .views.controls import DisplayControls
 from .worker import AnalysisRunner
 
-# family -> "module:Panel". Panels share one interface (see ViTPanel): set_analysis, step_layer,
-# step_head, toggle_cls, toggle_direction, view_settings, statusMessage.
-PANELS = {
-    "vit": "vitviz.gui.views.vit_panel:ViTPanel",
-    "swin": "vitviz.gui.views.swin_panel:SwinPanel",
-    "detr": "vitviz.gui.views.detr_panel:DetrPanel",
-}
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
 
 
@@ -49,6 +41,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.image = None
         self.image_name = ""
         self.image_path: str | None = None
+        self._submitted_image: tuple[str, str | None] = ("", None)
+        self.shown_image_name, self.shown_image_path = "", None  # of the analysis on screen
         self.image_list: list[str] = []
         self.analysis = None
         self._submitted_setup = self._shown_setup = None  # (model, weights) of the request / the result shown
@@ -269,13 +263,15 @@ class MainWindow(QtWidgets.QMainWindow):
             return None
         # only the latest request's result is ever delivered, so this is what a result belongs to
         self._submitted_setup = (self.model, self.weights)
+        self._submitted_image = (self.image_name, self.image_path)
         return self.runner.submit(self.image, self.image_name, self.model, self.weights, self.device)
 
     # -- results -------------------------------------------------------------------------------
     def panel_for(self, family: str):
         if family not in self.panels:
-            module_name, cls = PANELS[family].split(":")
-            panel = getattr(import_module(module_name), cls)(self.display)
+            from ..core.families import get_family
+
+            panel = get_family(family).panel_type()(self.display)
             panel.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 6000))
             self.panels[family] = panel
             self.stack.addWidget(panel)
@@ -291,6 +287,8 @@ class MainWindow(QtWidgets.QMainWindow):
         panel.set_analysis(analysis)
         self.analysis = analysis
         self._shown_setup = self._submitted_setup
+        # what the shown result was computed from (the open image may have changed since)
+        self.shown_image_name, self.shown_image_path = self._submitted_image
         if self._shown_setup is not None:
             self.picker.remember(*self._shown_setup)
             if self._shown_setup[1] == "pretrained" and not analysis.trained:

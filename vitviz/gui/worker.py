@@ -69,7 +69,6 @@ class _Worker(QtCore.QObject):
                 return
             self.progress.emit(req.id, f"Running {req.model} on {req.image_name}…")
             result = analyze(req.image, model=loaded)
-            result.image_name = req.image_name
             self.finished.emit(req.id, result)
             if hasattr(result, "rollout_engine"):  # every rollout setting a lookup from here on
                 result.rollout_engine().prepare_in_background()
