@@ -115,3 +115,15 @@ def test_no_private_names_imported_across_packages(tmp_path):
     (tmp_path / "pkg" / "a" / "m.py").write_text("def _hidden(): pass\n")
     (tmp_path / "pkg" / "b" / "n.py").write_text("from ..a.m import _hidden\nfrom .n import _ok\n")
     assert [b.split(" ")[1] for b in _private_imports_across_packages(tmp_path / "pkg")] == ["pkg.a.m._hidden"]
+
+
+def test_public_functions_show_their_real_signatures_without_a_heavy_import():
+    res = _run("import sys, inspect, vitviz\n"
+               "assert 'numpy' not in sys.modules and 'torch' not in sys.modules\n"
+               "sig = inspect.signature(vitviz.analyze)\n"
+               "assert list(sig.parameters)[:3] == ['image', 'model', 'weights'], sig\n"
+               "assert 'attention capture' in vitviz.analyze.__doc__\n"
+               "assert 'batch_size' in inspect.signature(vitviz.analyze_many).parameters\n"
+               "assert {'analyze', 'analyze_many', 'methods', 'get_model'} <= set(dir(vitviz))\n"
+               "import vitviz.core.api as api; assert vitviz.analyze is api.analyze\n")
+    assert res.returncode == 0, res.stderr

@@ -1,4 +1,11 @@
-"""vitviz: see inside vision transformers."""
+"""vitviz: see inside vision transformers.
+
+    import vitviz
+    a = vitviz.analyze("cat.jpg", model="vit_b_16")
+    a.explain("relevance", target=281)
+
+The public functions are the real ones (help() shows their signatures), loaded on first use so that
+`import vitviz` stays light (no numpy, no torch)."""
 from __future__ import annotations
 
 try:
@@ -8,26 +15,26 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+source"
 
+# name -> the module that defines it (PEP 562 lazy attributes)
+_LAZY = {
+    "analyze": "vitviz.core.api",
+    "get_model": "vitviz.core.api",
+    "analyze_many": "vitviz.core.batch.many",
+    "methods": "vitviz.core.methods",
+}
 
-def analyze(*args, **kwargs):
-    """See vitviz.core.api.analyze (imported lazily so `import vitviz` stays light)."""
-    from .core.api import analyze as _analyze
-
-    return _analyze(*args, **kwargs)
-
-
-def analyze_many(*args, **kwargs):
-    """See vitviz.core.batch.many.analyze_many: many images, batched forwards, one result each."""
-    from .core.batch.many import analyze_many as _analyze_many
-
-    return _analyze_many(*args, **kwargs)
+__all__ = [*_LAZY, "__version__"]
 
 
-def methods(family: str | None = None):
-    """The map-producing methods (vitviz.core.methods.Method declarations), for `family` if given."""
-    from .core.methods import methods as _methods
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
 
-    return _methods(family)
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups are plain attribute reads
+        return value
+    raise AttributeError(f"module 'vitviz' has no attribute {name!r}")
 
 
-__all__ = ["methods", "analyze", "analyze_many", "__version__"]
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
