@@ -249,7 +249,11 @@ def test_download_with_progress_then_runs_trained(qtbot, tmp_path, image_file, s
     with qtbot.waitSignal(win.analysisShown, timeout=60000) as got:
         win.set_model("test_dl_vit", "pretrained")
     assert not got.args[0].trained and served.requests == []
-    assert "UNTRAINED" in win.banner.text() and name in win.banner.text()
+    # one line: what runs and why, a Download button; the loader's full note (file, folder) in the tooltip
+    assert win.banner.text().startswith("Random weights:") and "not downloaded" in win.banner.text()
+    assert "\n" not in win.banner.text() and "UNTRAINED" in win.banner.details() and name in win.banner.details()
+    assert win.banner.button.isVisible() and win.banner.button.text().startswith("Download")
+    assert win.weights_combo.currentText().startswith("random: pretrained not downloaded")
     # picking "pretrained" again, with the test answering "download"
     win.downloads.auto_answer = "download"
     seen = []
@@ -366,3 +370,48 @@ def test_open_checkpoint_entry_and_recent_checkpoints(qtbot, tmp_path, image_fil
     with qtbot.waitSignal(again.analysisShown, timeout=60000):  # the model list's entry opens the dialog too
         _choose(again.model_combo, OPEN_CHECKPOINT)
     assert again.model_combo.currentData() == "test_tiny_vit"
+
+
+def test_banner_download_button_fetches_and_reruns_trained(qtbot, tmp_path, image_file, served, hub):
+    name, data = tiny_checkpoint()
+    win = make_window(qtbot, tmp_path)
+    open_and_wait(qtbot, win, image_file)
+    with qtbot.waitSignal(win.analysisShown, timeout=60000) as got:
+        win.set_model("test_dl_vit", "pretrained")
+    assert not got.args[0].trained
+    with qtbot.waitSignal(win.analysisShown, timeout=60000) as got:
+        qtbot.mouseClick(win.banner.button, QtCore.Qt.MouseButton.LeftButton)
+    assert got.args[0].trained and served.requests == [f"/{name}"] and (hub / name).read_bytes() == data
+    assert not win.banner.isVisible() and win.weights_combo.currentText() == "pretrained (cached)"
+
+
+def test_banner_says_random_as_chosen_without_a_button(qtbot, tmp_path, image_file):
+    win = make_window(qtbot, tmp_path)
+    open_and_wait(qtbot, win, image_file)
+    assert win.banner.text().startswith("Random weights, as chosen") and not win.banner.button.isVisible()
+
+
+def test_api_warns_of_random_weights_and_download_true_fetches(served, hub, image_file):
+    import vitviz
+    from vitviz.core.models.errors import RandomWeightsWarning
+
+    name, data = tiny_checkpoint()
+    with pytest.warns(RandomWeightsWarning, match="not downloaded.*download=True"):
+        a = vitviz.analyze(str(image_file), model="test_dl_vit")
+    assert not a.trained and any("UNTRAINED" in n for n in a.notes) and served.requests == []
+    b = vitviz.analyze(str(image_file), model="test_dl_vit", download=True)  # the cached random one is not reused
+    assert b.trained and served.requests == [f"/{name}"] and (hub / name).read_bytes() == data
+
+
+def test_cli_suggests_download_for_missing_weights(hub, image_file, tmp_path, capsys):
+    import warnings
+
+    from vitviz.__main__ import main
+
+    out = tmp_path / "fig.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the CLI says it as a note, not as a Python warning
+        rc = main(["export", str(image_file), "--model", "test_dl_vit", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0 and out.is_file()
+    assert "UNTRAINED" in err and "--download" in err and "model list" not in err

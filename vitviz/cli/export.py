@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -265,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args, files, failures, request, out, to_file) -> int:
     from ..core.api import DEFAULT_MODEL, get_model
+    from ..core.models.errors import RandomWeightsWarning
     from ..core.image import ImageLoadError
     from ..gui.export import ExportError
 
@@ -277,7 +279,9 @@ def _run(args, files, failures, request, out, to_file) -> int:
         if fetch_weights(model):
             return 1
     try:
-        loaded = get_model(model, args.weights, args.device or "cpu")
+        with warnings.catch_warnings():  # said below as a note, with the CLI's own remedy
+            warnings.simplefilter("ignore", RandomWeightsWarning)
+            loaded = get_model(model, args.weights, args.device or "cpu")
         panel = make_panel(loaded.spec.family, args.colormap)
     except (ExportError, KeyError, ValueError, OSError) as exc:
         print(f"vitviz export: {_message(exc)}", file=sys.stderr)
@@ -289,6 +293,8 @@ def _run(args, files, failures, request, out, to_file) -> int:
         return 2
     for note in loaded.notes:
         progress.message(f"note: {note}")
+    if loaded.weights_missing:
+        progress.message("note: run again with --download to fetch the pretrained weights first.")
     slug = "+".join(v.replace(":", "") for v in request.views)
     used: set[str] = set()
     exported = 0

@@ -9,8 +9,13 @@ def run_app(images: list[str] | None = None, model: str | None = None, weights: 
             device: str = "cpu") -> int:
     from PySide6 import QtGui, QtWidgets
 
+    import warnings
+
+    from ..core.models.errors import RandomWeightsWarning
     from ..core.resources import app_icon_files, sample_images
     from .main_window import MainWindow
+
+    warnings.filterwarnings("ignore", category=RandomWeightsWarning)  # the window's banner says it
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("vitviz")

@@ -9,7 +9,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from ..core.image import ImageLoadError, load_image
 from ..core.models.registry import get_spec
 from .download import DownloadController
-from .model_picker import ModelPicker
+from .model_picker import ModelPicker, format_mb
+from .notice_bar import NoticeBar
 from .views.controls import DisplayControls
 from .worker import AnalysisRunner
 
@@ -53,10 +54,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.runner.errorRaised.connect(self._on_error)
         self.runner.busyChanged.connect(self._on_busy)
 
-        self.banner = QtWidgets.QLabel()
-        self.banner.setWordWrap(True)
-        self.banner.setStyleSheet("background:#fff3cd; color:#664d03; padding:6px; font-weight:bold;")
-        self.banner.setVisible(False)
+        self.banner = NoticeBar()
+        self.banner.actionClicked.connect(self._on_banner_action)
+        self._banner_download: str | None = None  # the model the banner's Download button fetches
         self.stack = QtWidgets.QStackedWidget()
         self.placeholder = QtWidgets.QLabel("Open an image (Ctrl+O), drop one here, or paste one (Ctrl+V).")
         self.placeholder.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
@@ -294,12 +294,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if self._shown_setup[1] == "pretrained" and not analysis.trained:
                 # weights missing, found out by the worker (states were not known yet): offer them
                 QtCore.QTimer.singleShot(0, lambda setup=self._shown_setup: self._offer_weights(*setup))
-        notes = list(getattr(analysis, "notes", []))
-        if not analysis.trained:
-            notes.insert(0, "Untrained (random) weights: the maps show how an untrained network mixes "
-                            "tokens, not what a trained model attends to.")
-        self.banner.setText("\n".join(dict.fromkeys(notes)))
-        self.banner.setVisible(bool(notes))
+        self._show_notice(analysis)
         self._update_info(analysis)
         self.analysisShown.emit(analysis)
 
@@ -308,6 +303,40 @@ class MainWindow(QtWidgets.QMainWindow):
         self._error_dialog("Analysis failed", message + "\n\nThe previous result is still shown.")
         self.restore_shown_setup()  # the model/weights that failed are not kept as current
         self._update_info(self.analysis)
+
+    def _show_notice(self, analysis) -> None:
+        """One line above the views: what runs and why, with a Download button when that is the fix."""
+        notes = list(dict.fromkeys(analysis.notes))
+        self._banner_download = None
+        if analysis.trained:
+            self.banner.show_notice(notes[0] if notes else "", notes)
+            return
+        model = analysis.model_name
+        try:
+            label = get_spec(model).label
+        except KeyError:  # a model inferred from a checkpoint
+            label = model
+        why = "the maps show how an untrained network mixes tokens, not what a trained model attends to"
+        setup = self._shown_setup or (model, analysis.weights)
+        if setup[1] == "pretrained":
+            self.picker.refresh_states(background=False)  # the run found them missing: say so everywhere
+        if setup[1] == "pretrained" and self.picker.state_of(model) == "downloadable":
+            size = self.picker.size_of(model)
+            self._banner_download = model
+            self.banner.show_notice(f"Random weights: {label}'s pretrained weights are not downloaded, so {why}.",
+                                    notes, f"Download ({format_mb(size)})" if size else "Download")
+        elif setup[1] == "random":
+            self.banner.show_notice(f"Random weights, as chosen: {why}.", notes)
+        else:
+            self.banner.show_notice(f"Random weights: {label} has no published weights, so {why}. Open a "
+                                    "checkpoint (Weights box) for a trained model.", notes)
+
+    @QtCore.Slot()
+    def _on_banner_action(self) -> None:
+        model = self._banner_download
+        if model is not None and not self.downloads.busy_with(model):
+            self.banner.button.setEnabled(False)
+            self.downloads.start(model)  # runs the model again when done, if it is still the choice
 
     def _offer_weights(self, model: str, weights: str) -> None:
         if (self.model, self.weights) == (model, weights):

@@ -402,6 +402,12 @@ class ModelPicker(QtWidgets.QWidget):
         else:
             suffix, _, tip = self._state_text(self.model)
             pre = "pretrained" + (f" ({suffix})" if state != "random" else " (none published)")
+            if state == "downloadable" and self.weights == "pretrained":
+                # chosen but not on disk: what runs is random; say so where the choice is shown
+                size = self._states[self.model][1]
+                pre = "random: pretrained not downloaded" + (f" ({format_mb(size)})" if size else "")
+                tip = ("Pretrained weights are not on this computer, so random (untrained) weights run. "
+                       "Use the banner's Download button, or choose this entry again.")
         combo.addItem(pre, "pretrained")
         combo.setItemData(0, tip, QtCore.Qt.ItemDataRole.ToolTipRole)
         combo.addItem("random (untrained)", "random")

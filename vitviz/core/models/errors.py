@@ -1,5 +1,5 @@
-"""The error a checkpoint that cannot be used raises: shared by the loader and the layout readers
-(apart from both so neither imports the other)."""
+"""The error a checkpoint that cannot be used raises, and the warning random weights give: shared by
+the loader and the layout readers (apart from both so neither imports the other)."""
 from __future__ import annotations
 
 
@@ -14,3 +14,8 @@ class CheckpointError(ValueError):
         self.missing = missing or []
         self.unexpected = unexpected or []
         self.mismatched = mismatched or []
+
+
+class RandomWeightsWarning(UserWarning):
+    """Pretrained weights were asked for but are not on disk, so the model runs with random weights
+    (its maps show an untrained network). Filter it with warnings.filterwarnings if that is meant."""

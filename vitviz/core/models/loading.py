@@ -27,6 +27,8 @@ class LoadedModel:
     class_names: list[str] | None
     notes: list[str] = field(default_factory=list)  # plain-language remarks to show the user
     precision: str = "float32"  # "bfloat16" / "float16": autocast on the GPU (devices.autocast)
+    # pretrained weights were asked for and are published, but not on disk: random weights run
+    weights_missing: bool = False
 
     @property
     def name(self) -> str:
@@ -117,7 +119,7 @@ def load_model(name: str | ModelSpec | None, weights: str | os.PathLike | None =
     if spec is None and not is_checkpoint_path(weights):
         raise ValueError("Name a model, or give a checkpoint file to infer the model from")
     notes: list[str] = [precision_note] if precision_note else []
-    state, source = None, None
+    state, source, missing = None, None, False
     if is_checkpoint_path(weights):
         state, source = read_state_dict(weights), os.path.basename(str(weights))
         if spec is None:
@@ -131,6 +133,7 @@ def load_model(name: str | ModelSpec | None, weights: str | os.PathLike | None =
         if weights == "pretrained":
             state, source, preprocess = _pretrained_state(spec, download, notes)
             weights = "pretrained" if state is not None else "random"
+            missing = state is None and wts.weights_state(spec) == "downloadable"
     context = ""
     if state is not None:
         context = f"the file has {detect_layout(normalize_keys(state)[0])} keys; the model is {spec.label}"
@@ -142,7 +145,7 @@ def load_model(name: str | ModelSpec | None, weights: str | os.PathLike | None =
         load_state_strict(module, state, source, context)
     module.eval().to(device)
     return LoadedModel(spec, module, str(weights), weights != "random", device, preprocess,
-                       _class_names(spec), notes, precision)
+                       _class_names(spec), notes, precision, weights_missing=missing)
 
 
 def _pretrained_state(spec: ModelSpec, download, notes: list[str]):
@@ -168,8 +171,8 @@ def _pretrained_state(spec: ModelSpec, download, notes: list[str]):
         from .download import manual_instructions
 
         notes.append(f"Pretrained weights for {spec.label} are not in the torch hub cache "
-                     f"({wts.hub_checkpoint_dir()}); running UNTRAINED random weights. Download them "
-                     "from the model list, or: " + manual_instructions(url, wts.hub_checkpoint_dir()))
+                     f"({wts.hub_checkpoint_dir()}); running UNTRAINED random weights. "
+                     + manual_instructions(url, wts.hub_checkpoint_dir()))
         return None, None, spec.preprocess
     return read_state_dict(path), spec.label, spec.pretrained_preprocess or spec.preprocess
 
@@ -189,7 +192,8 @@ def _load_external(spec: ModelSpec, device: str, download, notes: list[str], pre
         load_state_strict(module, state, source, f"{spec.label}, mapped from its {spec.source} layout")
     module.eval().to(device)
     return LoadedModel(spec, module, "pretrained" if state is not None else "random", state is not None,
-                       device, spec.preprocess, _class_names(spec), notes, precision)
+                       device, spec.preprocess, _class_names(spec), notes, precision,
+                       weights_missing=state is None)
 
 
 def _class_names(spec: ModelSpec) -> list[str] | None:
