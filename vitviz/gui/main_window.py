@@ -9,6 +9,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from ..core.image import ImageLoadError, load_image
 from ..core.models.registry import get_spec
 from .download import DownloadController
+from .image_list import ImageList
 from .model_picker import ModelPicker, format_mb
 from .notice_bar import NoticeBar
 from .views.controls import DisplayControls
@@ -44,7 +45,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.image_path: str | None = None
         self._submitted_image: tuple[str, str | None] = ("", None)
         self.shown_image_name, self.shown_image_path = "", None  # of the analysis on screen
-        self.image_list: list[str] = []
+        self.images = ImageList()  # what Alt+Left/Right steps through
         self.analysis = None
         self._submitted_setup = self._shown_setup = None  # (model, weights) of the request / the result shown
         self.display = DisplayControls(self.settings)
@@ -103,6 +104,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_menus(self) -> None:
         m = self.menuBar().addMenu("&File")
         self._action(m, "&Open image…", self.open_dialog, QtGui.QKeySequence.StandardKey.Open)
+        self._action(m, "Open &folder…", self.open_folder_dialog, "Ctrl+Shift+O")
         self._action(m, "&Paste image", self.paste_image, QtGui.QKeySequence.StandardKey.Paste)
         samples = m.addMenu("Open &sample")
         from ..core.resources import sample_images
@@ -111,6 +113,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._action(samples, p.stem, lambda _=False, p=p: self.open_path(str(p)))
         self._action(m, "Next image", lambda: self.step_image(1), "Alt+Right")
         self._action(m, "Previous image", lambda: self.step_image(-1), "Alt+Left")
+        self.images_menu = m.addMenu("&Images")
+        self.images_menu.setEnabled(False)
         self._action(m, "Open &checkpoint…", self.open_checkpoint_dialog)
         from .export_dialog import install_export_actions  # File > Export…, Ctrl+E, Ctrl+C
 
@@ -159,28 +163,68 @@ class MainWindow(QtWidgets.QMainWindow):
         if paths:
             self.set_image_list(paths)
 
-    def set_image_list(self, paths: list[str]) -> bool:
-        """Open the first of `paths`; the rest can be stepped through (Alt+Left/Right)."""
-        self.image_list = list(paths)
-        return self.open_path(paths[0]) if paths else False
+    def open_folder_dialog(self) -> None:
+        start = str(self.settings.value("paths/last_dir", str(Path.home())))
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Open folder of images", start)
+        if folder:
+            self.set_image_list([folder])
 
-    def step_image(self, delta: int) -> None:
-        if not self.image_list or self.image_path not in self.image_list:
-            return
-        i = (self.image_list.index(self.image_path) + delta) % len(self.image_list)
-        self.open_path(self.image_list[i])
+    def set_image_list(self, paths: list[str]) -> bool:
+        """Open the first image of `paths` that opens (folders stand for the images in them, sorted);
+        the rest are stepped through with Alt+Left/Right."""
+        from ..core.batch.folder import list_images
+
+        files = list_images(paths)
+        self.images.set(files)
+        self._rebuild_image_menu()
+        if not files:
+            self._error_dialog("No images", f"There is no image file in {', '.join(map(str, paths))}.")
+            return False
+        return self.step_image(1)
+
+    def step_image(self, delta: int) -> bool:
+        """Show the next (delta 1) or previous (-1) image of the list that can be opened. A file that
+        fails is reported once (a dialog), marked in the Images menu and skipped from then on."""
+        skipped = []
+        for i, path in self.images.candidates(delta):
+            if self.open_path(path):
+                if skipped:
+                    self.statusBar().showMessage(f"Skipped {', '.join(skipped)}: could not be opened.", 8000)
+                return True
+            skipped.append(os.path.basename(path))
+        if self.images.paths and self.image is not None:
+            self.statusBar().showMessage("No other image in the list can be opened.", 6000)
+        return False
 
     def open_path(self, path: str) -> bool:
         """Load and show an image file. On failure: a dialog; what was open stays."""
         try:
             img = load_image(path)
         except ImageLoadError as exc:
+            if path in self.images.paths:
+                self.images.fail(path, exc.reason)
+                self._rebuild_image_menu()
             self._error_dialog("Cannot open image", str(exc))
             return False
         self.settings.setValue("paths/last_dir", str(Path(path).parent))
         self.image_path = path
+        self.images.shown(path)
         self._set_image(img, os.path.basename(path))
         return True
+
+    def _rebuild_image_menu(self) -> None:
+        """File > Images: the list, the shown one checked, the ones that failed disabled and marked."""
+        menu = self.images_menu
+        menu.clear()
+        menu.setEnabled(len(self.images.paths) > 1 or bool(self.images.failed))
+        for i, path in enumerate(self.images.paths[:500]):  # a menu of thousands helps nobody
+            why = self.images.failed.get(path)
+            act = menu.addAction(os.path.basename(path) + (" — could not be opened" if why else ""))
+            act.setCheckable(True)
+            act.setChecked(i == self.images.index)
+            act.setEnabled(why is None)
+            act.setToolTip(why or path)
+            act.triggered.connect(lambda _=False, p=path: self.open_path(p))
 
     def open_bytes(self, data: bytes, name: str = "pasted image") -> bool:
         try:
@@ -189,6 +233,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._error_dialog("Cannot open image", str(exc))
             return False
         self.image_path = None
+        self.images.shown(None)
         self._set_image(img, name)
         return True
 
@@ -211,7 +256,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _set_image(self, img, name: str) -> None:
         self.image, self.image_name = img, name
-        self.setWindowTitle(f"{name} — vitviz")
+        pos = self.images.position_text()
+        self.setWindowTitle(f"{name}{f' ({pos})' if pos else ''} — vitviz")
+        if self.images.paths:
+            self._rebuild_image_menu()
         self.run()
 
     # -- models --------------------------------------------------------------------------------

@@ -1,0 +1,67 @@
+"""Stepping through many images: folders open as the list, broken files are reported once and
+skipped, the window says where in the list it is."""
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6 import QtCore
+
+from .gui_helpers import make_window
+
+pytestmark = pytest.mark.gui
+
+
+def _png(path, seed):
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def files(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    a, c = _png(folder / "a.png", 1), _png(folder / "c.png", 2)
+    b = folder / "b.png"
+    b.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return folder, [a, str(b), c]
+
+
+def _shown(qtbot, win, action):
+    with qtbot.waitSignal(win.analysisShown, timeout=60000) as got:
+        action()
+    return got.args[0]
+
+
+def test_broken_file_is_reported_once_then_skipped(qtbot, tmp_path, files, monkeypatch):
+    _, (a, b, c) = files
+    win = make_window(qtbot, tmp_path)
+    dialogs = []
+    monkeypatch.setattr(win, "_error_dialog", lambda title, text: dialogs.append(text))
+    _shown(qtbot, win, lambda: win.set_image_list([a, b, c]))
+    assert win.image_path == a and "(1/3)" in win.windowTitle()
+    _shown(qtbot, win, lambda: qtbot.keyClick(win, QtCore.Qt.Key.Key_Right, QtCore.Qt.KeyboardModifier.AltModifier))
+    assert win.image_path == c and len(dialogs) == 1 and "b.png" in dialogs[0]
+    assert "Skipped b.png" in win.statusBar().currentMessage()
+    _shown(qtbot, win, lambda: win.step_image(1))  # wraps to a.png, past b.png without asking again
+    assert win.image_path == a and len(dialogs) == 1
+    _shown(qtbot, win, lambda: win.step_image(-1))
+    assert win.image_path == c and len(dialogs) == 1 and "(3/3)" in win.windowTitle()
+    entries = {act.text(): act for act in win.images_menu.actions()}
+    assert not entries["b.png — could not be opened"].isEnabled() and entries["c.png"].isChecked()
+
+
+def test_a_folder_opens_as_the_image_list(qtbot, tmp_path, files):
+    folder, (a, b, c) = files
+    win = make_window(qtbot, tmp_path)
+    win._error_dialog = lambda title, text: None
+    _shown(qtbot, win, lambda: win.set_image_list([str(folder)]))
+    assert win.images.paths == [a, b, c] and win.image_path == a
+
+
+def test_a_folder_without_images_says_so_and_keeps_what_was_open(qtbot, tmp_path, files):
+    _, (a, _, _) = files
+    win = make_window(qtbot, tmp_path)
+    _shown(qtbot, win, lambda: win.open_path(a))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert not win.set_image_list([str(empty)])
+    assert "no image file" in win.last_error and win.image_path == a and win.image is not None
