@@ -43,3 +43,21 @@ class ClassifierMixin(ModelInputMixin):
 
     def top_predictions(self, k: int = 5) -> list[Prediction]:
         return top_predictions(self.logits, self.class_names, k)
+
+    def faithfulness(self, method: str, steps: int = 50, target: int | None = None, **params):
+        """Deletion / insertion curves and AUCs of `method`'s map, or "random" (vitviz.core.faithfulness)."""
+        from ..faithfulness import faithfulness
+
+        return faithfulness(self, method, steps, target, **params)
+
+    def perturbation(self, method: str, target: int | None = None, **params):
+        """Positive / negative perturbation of `method`'s map (vitviz.core.faithfulness.perturb)."""
+        from ..faithfulness import perturbation
+
+        return perturbation(self, method, target, **params)
+
+    def sanity(self, method: str, target: int | None = None, **params):
+        """Cascading model randomisation of `method` (vitviz.core.faithfulness.sanity)."""
+        from ..faithfulness.sanity import sanity
+
+        return sanity(self, method, target, **params)
