@@ -2,7 +2,7 @@
 
     vitviz [IMAGE...] [--model NAME] [--weights pretrained|random|PATH] [--device auto|cpu|cuda|mps]
            [--download]
-    vitviz models | export ... | bench ... | stats ...
+    vitviz models | export ... | bench ... | stats ... | faithfulness ...
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "export": "vitviz.cli.export",
     "bench": "vitviz.cli.bench",
     "stats": "vitviz.cli.batch",
+    "faithfulness": "vitviz.cli.faithfulness",
 }
 
 
