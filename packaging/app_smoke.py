@@ -72,13 +72,13 @@ def run(out_png: str, argv: list[str]) -> int:
                 "family": analysis.family, "trained": bool(analysis.trained)})
             if len(report["shown"]) == 1:
                 report["first_analysis_s"] = report["shown"][0]["t_s"]
-                report["images"] = list(win.image_list)
+                report["images"] = list(win.images.paths)
                 # the offscreen screen is 800x600: a geometry saved by an earlier run is clamped to it
                 win.resize(1400, 860)
                 QtWidgets.QApplication.processEvents()
                 win.grab().save(out_png)
                 report["screenshot"] = out_png
-                if len(win.image_list) > 1:
+                if len(win.images.paths) > 1:
                     self.wanted = 2
                     # the menu action behind Alt+Right
                     QtCore.QTimer.singleShot(0, lambda: win.step_image(1))

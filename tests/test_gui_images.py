@@ -65,3 +65,25 @@ def test_a_folder_without_images_says_so_and_keeps_what_was_open(qtbot, tmp_path
     empty.mkdir()
     assert not win.set_image_list([str(empty)])
     assert "no image file" in win.last_error and win.image_path == a and win.image is not None
+
+
+def test_shortcuts_window_lists_every_bound_key_grouped_by_family(qtbot, tmp_path):
+    from PySide6 import QtGui
+
+    from vitviz.gui.shortcuts import KEYS, key_text
+
+    win = make_window(qtbot, tmp_path)
+    # Offscreen windows are never active, so key events do not reach window shortcuts: trigger F1's action.
+    help_action = next(a for a in win.actions() if a.shortcut().toString() == "F1")
+    help_action.trigger()
+    qtbot.waitUntil(lambda: win.shortcuts_dialog is not None and win.shortcuts_dialog.isVisible())
+    dialog = win.shortcuts_dialog
+    rows = dialog.rows()
+    shown_keys = {key for _, key, _ in rows}
+    bound = [a.shortcut().toString(QtGui.QKeySequence.SequenceFormat.NativeText)
+             for a in win.actions() if not a.shortcut().isEmpty()]
+    assert len(bound) >= 15 and set(bound) <= shown_keys  # every key the window binds is listed
+    named = [k for k in KEYS if k.name]
+    assert len(bound) == len(named) and sorted(bound) == sorted(key_text(k.keys) for k in named)
+    assert ("DETR", "Shift+click", "Probe the encoder at that point") in rows
+    assert {g for g, _, _ in rows} >= {"ViT", "Swin", "DETR", "Images", "View", "Export"}

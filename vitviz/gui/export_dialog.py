@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from .export import (FORMATS, ExportContext, ExportError, ExportRequest, ExportSources, MapView, TileGrid,
                      export_sources_to_file, figure_qimage)
@@ -324,8 +324,10 @@ def copy_view(window) -> bool:
 
 def install_export_actions(window, menu: QtWidgets.QMenu) -> None:
     """File menu entries and shortcuts (Ctrl+E export, Ctrl+C copy)."""
+    from .shortcuts import key_of
+
     menu.addSeparator()
-    window._action(menu, "&Export view…", lambda: open_export_dialog(window, "view"), "Ctrl+E")
+    window._action(menu, "&Export view…", lambda: open_export_dialog(window, "view"), key_of("export"))
     window._action(menu, "Export views side by side…", lambda: open_export_dialog(window, "comparison"))
     window._action(menu, "Export heads × layers &grid…", lambda: open_export_dialog(window, "grid"))
-    window._action(menu, "&Copy view as image", lambda: copy_view(window), QtGui.QKeySequence.StandardKey.Copy)
+    window._action(menu, "&Copy view as image", lambda: copy_view(window), key_of("copy"))

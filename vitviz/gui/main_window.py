@@ -12,6 +12,7 @@ from .download import DownloadController
 from .image_list import ImageList
 from .model_picker import ModelPicker, format_mb
 from .notice_bar import NoticeBar
+from .shortcuts import key_of
 from .views.controls import DisplayControls
 from .worker import AnalysisRunner
 
@@ -46,6 +47,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._submitted_image: tuple[str, str | None] = ("", None)
         self.shown_image_name, self.shown_image_path = "", None  # of the analysis on screen
         self.images = ImageList()  # what Alt+Left/Right steps through
+        self.shortcuts_dialog = None  # Help > Keyboard shortcuts, made on first use
         self.analysis = None
         self._submitted_setup = self._shown_setup = None  # (model, weights) of the request / the result shown
         self.display = DisplayControls(self.settings)
@@ -103,16 +105,16 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _build_menus(self) -> None:
         m = self.menuBar().addMenu("&File")
-        self._action(m, "&Open image…", self.open_dialog, QtGui.QKeySequence.StandardKey.Open)
-        self._action(m, "Open &folder…", self.open_folder_dialog, "Ctrl+Shift+O")
-        self._action(m, "&Paste image", self.paste_image, QtGui.QKeySequence.StandardKey.Paste)
+        self._action(m, "&Open image…", self.open_dialog, key_of("open"))
+        self._action(m, "Open &folder…", self.open_folder_dialog, key_of("open_folder"))
+        self._action(m, "&Paste image", self.paste_image, key_of("paste"))
         samples = m.addMenu("Open &sample")
         from ..core.resources import sample_images
 
         for p in sample_images():
             self._action(samples, p.stem, lambda _=False, p=p: self.open_path(str(p)))
-        self._action(m, "Next image", lambda: self.step_image(1), "Alt+Right")
-        self._action(m, "Previous image", lambda: self.step_image(-1), "Alt+Left")
+        self._action(m, "Next image", lambda: self.step_image(1), key_of("next_image"))
+        self._action(m, "Previous image", lambda: self.step_image(-1), key_of("previous_image"))
         self.images_menu = m.addMenu("&Images")
         self.images_menu.setEnabled(False)
         self._action(m, "Open &checkpoint…", self.open_checkpoint_dialog)
@@ -120,18 +122,18 @@ class MainWindow(QtWidgets.QMainWindow):
 
         install_export_actions(self, m)
         m.addSeparator()
-        self._action(m, "&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+        self._action(m, "&Quit", self.close, key_of("quit"))
         v = self.menuBar().addMenu("&View")
-        self._action(v, "Next layer", lambda: self._panel_call("step_layer", 1), "PgDown")
-        self._action(v, "Previous layer", lambda: self._panel_call("step_layer", -1), "PgUp")
-        self._action(v, "Next head", lambda: self._panel_call("step_head", 1), "]")
-        self._action(v, "Previous head", lambda: self._panel_call("step_head", -1), "[")
-        self._action(v, "Toggle CLS query", lambda: self._panel_call("toggle_cls"), "C")
-        self._action(v, "Toggle direction", lambda: self._panel_call("toggle_direction"), "D")
-        self._action(v, "Toggle token grid", self.display.grid_check.toggle, "G")
-        self._action(v, "Show what the model sees", lambda: self._panel_call("toggle_model_view"), "M")
+        self._action(v, "Next layer", lambda: self._panel_call("step_layer", 1), key_of("next_layer"))
+        self._action(v, "Previous layer", lambda: self._panel_call("step_layer", -1), key_of("previous_layer"))
+        self._action(v, "Next head", lambda: self._panel_call("step_head", 1), key_of("next_head"))
+        self._action(v, "Previous head", lambda: self._panel_call("step_head", -1), key_of("previous_head"))
+        self._action(v, "Toggle CLS query", lambda: self._panel_call("toggle_cls"), key_of("toggle_cls"))
+        self._action(v, "Toggle direction", lambda: self._panel_call("toggle_direction"), key_of("toggle_direction"))
+        self._action(v, "Toggle token grid", self.display.grid_check.toggle, key_of("toggle_grid"))
+        self._action(v, "Show what the model sees", lambda: self._panel_call("toggle_model_view"), key_of("model_view"))
         h = self.menuBar().addMenu("&Help")
-        self._action(h, "Keyboard shortcuts", self.show_shortcuts, QtGui.QKeySequence.StandardKey.HelpContents)
+        self._action(h, "Keyboard shortcuts", self.show_shortcuts, key_of("shortcuts"))
         self._action(h, "About vitviz", self.show_about)
 
     def _action(self, menu, text, slot, shortcut=None):
@@ -425,13 +427,12 @@ class MainWindow(QtWidgets.QMainWindow):
         QtWidgets.QMessageBox.warning(self, title, text)
 
     def show_shortcuts(self) -> None:
-        QtWidgets.QMessageBox.information(self, "Keyboard shortcuts", (
-            "Click a patch: query it · Arrow keys: move the query\n"
-            "C: class token query · D: attention from / to the query\n"
-            "Page Up / Page Down: layer · [ and ]: head (or fused heads)\n"
-            "G: token grid · M: what the model sees · Ctrl+O: open · Ctrl+V: paste image\n"
-            "Alt+Left/Right: previous/next image · Ctrl+E: export view · Ctrl+C: copy view as image\n"
-            "Mouse wheel: zoom (views are linked) · drag: pan"))
+        from .shortcuts import ShortcutsDialog
+
+        if self.shortcuts_dialog is None:
+            self.shortcuts_dialog = ShortcutsDialog(self)
+        self.shortcuts_dialog.show()
+        self.shortcuts_dialog.raise_()
 
     def show_about(self) -> None:
         from .. import __version__
