@@ -13,6 +13,7 @@ from .image_list import ImageList
 from .model_picker import ModelPicker, format_mb
 from .notice_bar import NoticeBar
 from .shortcuts import key_of
+from .status_bar import StatusBar
 from .views.controls import DisplayControls
 from .worker import AnalysisRunner
 
@@ -146,14 +147,15 @@ class MainWindow(QtWidgets.QMainWindow):
         return act
 
     def _build_status(self) -> None:
-        sb = self.statusBar()
+        sb = StatusBar()
+        self.setStatusBar(sb)
         self.progress = QtWidgets.QProgressBar()
         self.progress.setRange(0, 0)  # busy indicator
         self.progress.setMaximumWidth(160)
         self.progress.setVisible(False)
         self.busy_label = QtWidgets.QLabel()
         self.info_label = QtWidgets.QLabel()
-        sb.addWidget(self.busy_label)
+        sb.insertWidget(0, self.busy_label)
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.info_label)
         self._update_info()

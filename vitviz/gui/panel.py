@@ -55,6 +55,7 @@ class Panel(QtWidgets.QWidget):
         self.method_form.changed.connect(self._on_method_params_change)
         self.predictions.itemClicked.connect(self._on_prediction_click)
         self._grad_maps = None
+        self._pointer = None  # the last hovered or clicked point (original pixels), for the readout
         display.changed.connect(self._on_display_change)
 
     # -- state ---------------------------------------------------------------------------------
@@ -64,6 +65,7 @@ class Panel(QtWidgets.QWidget):
         self.sync_controls()
         if self.analysis is not None and state != old:
             self.on_state_change(old, state)
+            self.show_readout()  # a readout read before the change would describe the old state
             self.stateChanged.emit(state)
 
     def update_state(self, **changes) -> None:
@@ -97,6 +99,7 @@ class Panel(QtWidgets.QWidget):
     def set_analysis(self, analysis) -> None:
         """Show a new result; settings that still fit it are kept (state.carried_over)."""
         self.analysis = analysis
+        self._pointer = None  # a point on the previous image means nothing on this one
         self.fill_heads()
         if hasattr(analysis, "top_predictions"):
             fill_predictions(self.predictions, analysis)
@@ -142,6 +145,27 @@ class Panel(QtWidgets.QWidget):
                                     "their input is the photo itself, resized.")
             return
         self.model_view_check.toggle()
+
+    # -- the readout: what is under the pointer, in the state on screen -------------------------
+    def watch_pointer(self, *views) -> None:
+        """Hover and clicks on `views` (ImageViews) drive the status-line readout."""
+        for view in views:
+            view.hovered.connect(self._on_pointer)
+            view.clicked.connect(self._on_pointer)  # after the click's own handler: reads the new state
+
+    def readout(self, x: float, y: float) -> str | None:
+        """The status line for original pixel (x, y); None where there is nothing to say."""
+        return None
+
+    def show_readout(self) -> None:
+        if self._pointer is not None and self.analysis is not None:
+            text = self.readout(*self._pointer)
+            if text:
+                self.statusMessage.emit(text)
+
+    def _on_pointer(self, x: float, y: float) -> None:
+        self._pointer = (x, y)
+        self.show_readout()
 
     # -- handlers ------------------------------------------------------------------------------
     def _on_head_change(self, index: int) -> None:

@@ -115,7 +115,7 @@ class SwinPanel(Panel):
         self.main_view.clicked.connect(self._on_image_click)
         self.merge_view.clicked.connect(self._on_image_click)
         self.main_view.keyMoved.connect(self.move_token)
-        self.main_view.hovered.connect(self._on_hover)
+        self.watch_pointer(self.main_view)
         self.grid_view.tileClicked.connect(self._on_tile_click)
         self.bias_view.tileClicked.connect(self._on_bias_click)
         self.bias_view.hoveredValue.connect(self.statusMessage)
@@ -247,14 +247,12 @@ class SwinPanel(Panel):
             return
         self.select_point(x, y)
 
-    def _on_hover(self, x: float, y: float) -> None:
+    def readout(self, x: float, y: float) -> str | None:
         a, s = self.analysis, self.state
-        if a is None:
-            return
         stage = a.num_stages - 1 if s.summary else s.stage
         token = a.stage_grid(stage).token_at(x, y)
         if token is None:
-            return
+            return None
         r, c = token
         text = f"stage {stage} token (row {r}, col {c})"
         if s.summary:
@@ -266,7 +264,7 @@ class SwinPanel(Panel):
                 text += f" · mask region {a.mask_regions(stage, s.block)[r, c]}"
             v = self.current_map()[r, c]
             text += " · outside the selected token's window" if np.isnan(v) else f" · attention {v:.4g}"
-        self.statusMessage.emit(text)
+        return text
 
     # -- drawing -------------------------------------------------------------------------------
     def _show_base_image(self) -> None:

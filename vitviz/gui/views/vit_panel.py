@@ -69,7 +69,7 @@ class ViTPanel(Panel):
         for view in (self.main_view, self.method_view):
             view.clicked.connect(self._on_image_click)
             view.keyMoved.connect(self.move_query)
-            view.hovered.connect(self._on_hover)
+        self.watch_pointer(self.main_view, self.method_view)
         self.grid_view.tileClicked.connect(self._on_tile_click)
 
     # -- state as the tests and the window read it ---------------------------------------------
@@ -157,12 +157,11 @@ class ViTPanel(Panel):
             return
         self.select_query(token)
 
-    def _on_hover(self, x: float, y: float) -> None:
-        """Status line: which patch is under the cursor and its value in both maps."""
-        a = self.analysis
-        token = a.grid.token_at(x, y) if a is not None else None
+    def readout(self, x: float, y: float) -> str | None:
+        """Which patch is under the cursor and its value in both maps."""
+        token = self.analysis.grid.token_at(x, y)
         if token is None:
-            return
+            return None
         r, c = token
         att = self.current_map()[r, c]
         try:
@@ -170,7 +169,7 @@ class ViTPanel(Panel):
         except ValueError:
             other = None
         shown = "computing…" if other is None else f"{other[r, c]:.4g}"
-        self.statusMessage.emit(f"patch (row {r}, col {c}) · attention {att:.4g} · {self.state.method} {shown}")
+        return f"patch (row {r}, col {c}) · attention {att:.4g} · {self.state.method} {shown}"
 
     def _on_tile_click(self, layer: int, head: int) -> None:
         self.update_state(layer=layer, head=head)
