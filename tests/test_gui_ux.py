@@ -72,3 +72,107 @@ def test_long_status_messages_elide_and_leave_the_model_label_whole(qtbot, tmp_p
     assert info.width() >= info.sizeHint().width()  # the permanent label is not squeezed
     left, right = label.geometry(), info.geometry()
     assert left.right() < right.left()  # side by side, no overlap
+
+
+def build_wide_vit():
+    """A 12x12-patch ViT, to switch to and from the 4x4 test ViT."""
+    import torch
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    model = VisionTransformer(image_size=96, patch_size=8, num_layers=6, num_heads=6, hidden_dim=48,
+                              mlp_dim=64, num_classes=5)
+    torch.nn.init.normal_(model.heads.head.weight, std=0.2)
+    return model
+
+
+def _register_wide():
+    from vitviz.core.models.registry import ModelSpec, Preprocess, register
+
+    register(ModelSpec("test_wide_vit", "vit", "12x12 ViT (tests)", "tests.test_gui_ux:build_wide_vit",
+                       Preprocess("center_crop", 96, resize=96), classes="none", group="Tests"))
+
+
+def _view_rect(vb):
+    (x0, x1), (y0, y1) = vb.viewRange()
+    return x0, y0, x1, y1
+
+
+def _covers_snugly(vb, w, h):
+    """The view shows all of (0, 0, w, h) and, in the dimension that limits it, not much more."""
+    x0, y0, x1, y1 = _view_rect(vb)
+    inside = x0 <= 0 and y0 <= 0 and x1 >= w and y1 >= h
+    snug = min((x1 - x0) / w, (y1 - y0) / h) < 1.1
+    return inside and snug
+
+
+def test_views_refit_when_model_or_image_changes_and_keep_zoom_on_the_same_image(qtbot, tmp_path, image_file):
+    _register_wide()
+    win = make_window(qtbot, tmp_path, model="test_wide_vit")
+    a = open_and_wait(qtbot, win, image_file)
+    panel = win.panels["vit"]
+    assert a.grid.shape == (12, 12)
+    panel.update_state(layer=5, head=5)  # the outline on the last tile of the 6x6 grid
+    grid_vb = panel.grid_view.plot.vb
+    with qtbot.waitSignal(win.analysisShown, timeout=60000):
+        win.set_model("test_tiny_vit")  # 4x4 patches, 3 layers x 4 heads
+    w, h = panel.grid_view.image.width(), panel.grid_view.image.height()
+    assert _covers_snugly(grid_vb, w, h), (_view_rect(grid_vb), w, h)
+    view = panel.main_view
+    view.vb.scaleBy((0.5, 0.5))  # the user zooms in...
+    zoomed = _view_rect(view.vb)
+    with qtbot.waitSignal(win.analysisShown, timeout=60000):
+        win.set_model("test_wide_vit")  # ...a model change on the same image keeps that zoom
+    assert np.allclose(_view_rect(view.vb), zoomed)
+    tiny = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(tiny)
+    open_and_wait(qtbot, win, tiny)  # another image (a 1x1 one): fitted, not a dot
+    assert _covers_snugly(view.vb, 1, 1), _view_rect(view.vb)
+
+
+def test_fit_view_key_and_double_click_and_zoom_out_limit(qtbot, tmp_path, image_file):
+    win = make_window(qtbot, tmp_path)
+    open_and_wait(qtbot, win, image_file)
+    panel = win.panels["vit"]
+    view = panel.main_view
+    fitted = _view_rect(view.vb)
+    view.vb.scaleBy((0.3, 0.3))
+    view.vb.translateBy((20, 10))
+    fit = next(a for a in win.actions() if a.shortcut().toString() == "F")
+    fit.trigger()
+    assert np.allclose(_view_rect(view.vb), fitted, atol=1e-6)
+    assert np.allclose(_view_rect(panel.method_view.vb), fitted, atol=1e-6)  # linked
+    for _ in range(30):
+        view.vb.scaleBy((1.5, 1.5))  # zoom out far
+    x0, y0, x1, y1 = _view_rect(view.vb)
+    fx0, fy0, fx1, fy1 = fitted
+    assert (x1 - x0) <= 1.5 * (fx1 - fx0) * 1.01 and (y1 - y0) <= 1.5 * (fy1 - fy0) * 1.01
+    view.vb.scaleBy((0.2, 0.2), center=(10, 10))
+    # a double-click on the empty space left of the image fits again
+    x0, y0, x1, y1 = _view_rect(view.vb)
+    view.vb.translateBy((-(x1 - x0) / 2, 0))
+    x0, y0, x1, y1 = _view_rect(view.vb)
+    assert x0 < 0
+    pos = view.view_to_widget(x0 / 2, (y0 + y1) / 2)
+    left = QtCore.Qt.MouseButton.LeftButton
+    # what a real double-click delivers: a click, then the double-click's press and release
+    qtbot.mouseClick(view.viewport(), left, pos=pos)
+    qtbot.mouseDClick(view.viewport(), left, pos=pos)
+    qtbot.mouseRelease(view.viewport(), left, pos=pos)
+    assert np.allclose(_view_rect(view.vb), fitted, atol=1e-6)
+
+
+def test_colorbar_keeps_its_width_so_the_heatmap_does_not_move(qtbot, tmp_path, image_file):
+    win = make_window(qtbot, tmp_path)
+    a = open_and_wait(qtbot, win, image_file)
+    view = win.panels["vit"].main_view
+    values = a.attention_map(0, "mean", "cls")
+    lefts = []
+    for scale in (1.0, 0.00123, 12345.6, -0.5):
+        view.set_map(values * scale, a.grid.extent())
+        QtCore.QCoreApplication.processEvents()
+        qtbot.wait(20)
+        lefts.append((view.vb.sceneBoundingRect().left(), view.vb.sceneBoundingRect().width()))
+        labels = [s for _, ticks in view.colorbar.axis.tickValues(*view.levels, 200)
+                  for s in view.colorbar.axis.tickStrings(ticks, 1, 1)]
+        assert labels and max(map(len, labels)) <= 8, labels
+    assert len(set(lefts)) == 1, lefts

@@ -132,6 +132,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "Toggle CLS query", lambda: self._panel_call("toggle_cls"), key_of("toggle_cls"))
         self._action(v, "Toggle direction", lambda: self._panel_call("toggle_direction"), key_of("toggle_direction"))
         self._action(v, "Toggle token grid", self.display.grid_check.toggle, key_of("toggle_grid"))
+        self._action(v, "&Fit view", lambda: self._panel_call("fit_views"), key_of("fit_view"))
         self._action(v, "Show what the model sees", lambda: self._panel_call("toggle_model_view"), key_of("model_view"))
         h = self.menuBar().addMenu("&Help")
         self._action(h, "Keyboard shortcuts", self.show_shortcuts, key_of("shortcuts"))

@@ -129,6 +129,14 @@ class Panel(QtWidgets.QWidget):
     def step_layer(self, delta: int) -> None:
         raise NotImplementedError
 
+    def fit_views(self) -> None:
+        """Fit every image and tile view of the panel to its content (F)."""
+        from .views.head_grid import HeadGridView
+        from .views.image_view import ImageView
+
+        for view in self.findChildren(ImageView) + self.findChildren(HeadGridView):
+            view.fit()
+
     def step_head(self, delta: int) -> None:
         i = (self.head_combo.currentIndex() + delta) % max(1, self.head_combo.count())
         self.head_combo.setCurrentIndex(i)

@@ -53,7 +53,12 @@ class HeadGridView(pg.GraphicsLayoutWidget):
         if (L, H, r, c) != (*self.grid_shape, *self.tile_shape):
             self.tile_shape, self.grid_shape = (r, c), (L, H)
             self._set_ticks(row_labels, col_labels)
-            self.plot.autoRange(padding=0.01)
+            self.fit()
+
+    def fit(self) -> None:
+        """Show every tile. The rect is explicit: auto-range would include the previous grid's
+        selection outline, and a 4x4 grid after a 12x12 one would sit small in a corner."""
+        self.plot.vb.setRange(self.image.mapRectToParent(self.image.boundingRect()), padding=0.01)
 
     def _set_ticks(self, row_labels, col_labels) -> None:
         L, H = self.grid_shape
@@ -96,6 +101,11 @@ class HeadGridView(pg.GraphicsLayoutWidget):
         return self.mapFromScene(p)
 
     def _on_click(self, event) -> None:
+        if event.double():
+            p = self.plot.vb.mapSceneToView(event.scenePos())
+            if self.tile_at(p.x(), p.y()) is None:
+                self.fit()  # a double-click beside the tiles
+            return
         p = left_click_point(self.plot.vb, event)
         if p is None:
             return

@@ -16,6 +16,15 @@ from .tile_plot import outline_item
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
+FIT_PADDING = 0.02  # of the image's size, around it when fitted
+ZOOM_OUT = 1.5  # zooming out stops at this many times the fitted view
+BAR_AXIS_WIDTH = 58  # px: fixed, so the heatmap does not move when tick labels change width
+
+
+def compact_ticks(values, scale, spacing) -> list[str]:
+    """Colorbar tick labels of at most 7 characters ("0.0012", "1.2e-05", "-3.5e+03")."""
+    return [f"{v * scale:.3g}" for v in values]
+
 
 def _rgba_map(values: np.ndarray, cmap: str, lo: float, hi: float) -> np.ndarray:
     """[rows, cols] float -> [rows, cols, 4] uint8; NaN (no attention defined there) is transparent."""
@@ -54,26 +63,48 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(DEFAULT_COLORMAP), width=14,
                                         rounding=1e-6,
                                         interactive=False, colorMapMenu=False)
-        self.colorbar.axis.setWidth(None)  # size to the labels: attention values like 0.0012 need room
+        self.colorbar.axis.setWidth(BAR_AXIS_WIDTH)
+        self.colorbar.axis.tickStrings = compact_ticks  # fits the fixed width at any value range
         self.addItem(self.colorbar, row=1, col=1)
         self._bar_cmap = DEFAULT_COLORMAP
         self.scene().sigMouseClicked.connect(self._on_scene_click)
         self.scene().sigMouseMoved.connect(self._on_scene_move)
         self._image_size: tuple[int, int] | None = None
+        self._photo: np.ndarray | None = None  # the photo last shown: another one re-fits the view
+        self.vb.sigResized.connect(self._update_limits)
 
     # -- content -------------------------------------------------------------------------------
     def set_image(self, rgb: np.ndarray, rect: tuple[float, float, float, float] | None = None) -> None:
         """rgb (H, W, 3) uint8, placed at rect (x0, y0, x1, y1), by default (0, 0, W, H)."""
         h, w = rgb.shape[:2]
         x0, y0, x1, y1 = rect or (0, 0, w, h)
-        first = self._image_size is None
         self.base.setImage(rgb, levels=(0, 255))
         self.base.setRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))  # after setImage: rect is relative
         if rect is None:
-            changed = self._image_size != (w, h)
-            self._image_size = (w, h)
-            if first or changed:
-                self.vb.autoRange(padding=0.02)
+            # another photo re-fits; the same one (a new model, the same image) keeps the zoom
+            same = self._photo is not None and self._photo.shape == rgb.shape and (
+                self._photo is rgb or np.array_equal(self._photo, rgb))
+            self._photo, self._image_size = rgb, (w, h)
+            if not same:
+                self.fit()
+
+    def fit(self) -> None:
+        """Show the whole photo (F, View > Fit view, a double-click beside the image)."""
+        if self._image_size is None:
+            return
+        w, h = self._image_size
+        # an explicit rect: auto-range would also fit the previous image's overlay and grid lines
+        self.vb.setRange(QtCore.QRectF(0, 0, w, h), padding=FIT_PADDING)
+        self._update_limits()
+
+    def _update_limits(self) -> None:
+        """Zooming out stops at ZOOM_OUT times the fitted view (for the view box's current size)."""
+        if self._image_size is None:
+            return
+        w, h = self._image_size
+        pw, ph = max(1.0, self.vb.width()), max(1.0, self.vb.height())
+        scale = min(pw / w, ph / h) / (1 + 2 * FIT_PADDING)  # screen px per image px, fitted
+        self.vb.setLimits(maxXRange=ZOOM_OUT * pw / scale, maxYRange=ZOOM_OUT * ph / scale)
 
     def set_map(self, values: np.ndarray | None, extent: tuple[float, float, float, float] | None = None,
                 cmap: str = DEFAULT_COLORMAP, levels: tuple[float, float] | None = None,
@@ -142,7 +173,13 @@ class ImageView(pg.GraphicsLayoutWidget):
 
     # -- input ---------------------------------------------------------------------------------
     def _on_scene_click(self, event) -> None:
-        p = left_click_point(self.vb, event, ignore_double=True)
+        if event.double() and event.button() == QtCore.Qt.MouseButton.LeftButton:
+            p = self.vb.mapSceneToView(event.scenePos())
+            if self._image_size is not None and not (0 <= p.x() < self._image_size[0]
+                                                     and 0 <= p.y() < self._image_size[1]):
+                self.fit()  # a double-click on empty space (on the image it is two clicks)
+            return
+        p = left_click_point(self.vb, event)
         if p is None:
             return
         self.setFocus()
