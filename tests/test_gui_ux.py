@@ -176,3 +176,48 @@ def test_colorbar_keeps_its_width_so_the_heatmap_does_not_move(qtbot, tmp_path, 
                   for s in view.colorbar.axis.tickStrings(ticks, 1, 1)]
         assert labels and max(map(len, labels)) <= 8, labels
     assert len(set(lefts)) == 1, lefts
+
+
+def test_export_dialog_folder_name_and_a_failed_save_keeps_it_open(qtbot, tmp_path, image_file, monkeypatch):
+    from PySide6 import QtWidgets
+
+    home = tmp_path / "home"
+    (home / "Pictures").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_PICTURES_DIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    win = make_window(qtbot, tmp_path)
+    open_and_wait(qtbot, win, image_file)
+    seen = {}
+
+    def drive():
+        dlg = win.export_dialog
+        seen["first"] = dlg.path()
+        dlg.kind_combo.setCurrentIndex(dlg.kind_combo.findData("grid"))  # the name follows the figure
+        seen["grid"] = dlg.path()
+        seen["heights"] = (dlg.pages.height(), dlg.pages.currentWidget().sizeHint().height())
+        blocker = tmp_path / "a_file"
+        blocker.write_text("not a folder")
+        dlg.path_edit.setText(str(blocker / "fig.png"))  # cannot be written: its folder is a file
+        dlg.dpi_spin.setValue(300)
+        dlg._on_accept()
+        seen["after_failure"] = (dlg.isVisible(), dlg.error_label.text(), dlg.dpi_spin.value(), dlg.kind)
+        dlg.path_edit.setText(str(tmp_path / "out" / "fig.png"))
+        (tmp_path / "out").mkdir()
+        dlg._on_accept()
+
+    QtCore.QTimer.singleShot(100, drive)
+    fit = next(a for a in win.actions() if a.shortcut().toString() == "Ctrl+E")
+    fit.trigger()
+    assert seen["first"] == str(home / "Pictures" / "img_attention.png")  # not next to the image
+    assert seen["grid"] == str(home / "Pictures" / "img_grid.png")
+    assert seen["heights"][0] <= seen["heights"][1] + 12  # the stack is the shown page's height
+    visible, error, dpi, kind = seen["after_failure"]
+    assert visible and "Not saved" in error and "a_file" in error and (dpi, kind) == (300, "grid")
+    assert (tmp_path / "out" / "fig.png").exists()
+    assert str(win.settings.value("paths/export_dir")) == str(tmp_path / "out")
+    win.panels["vit"].step_head(1)
+    QtCore.QTimer.singleShot(100, lambda: (seen.update(again=win.export_dialog.path()), win.export_dialog.reject()))
+    fit.trigger()
+    assert seen["again"] == str(tmp_path / "out" / "img_attention.png")  # the last export's folder
+    assert isinstance(win.export_dialog, QtWidgets.QDialog)

@@ -35,10 +35,16 @@ def parse_indices(text: str, n: int) -> list[int] | None:
 class ExportDialog(QtWidgets.QDialog):
     """Choose what to export and how; request() and path() give the answer."""
 
-    def __init__(self, sources: ExportSources, kind: str = "view", path: str = "", parent=None):
+    def __init__(self, sources: ExportSources, kind: str = "view", path: str = "", parent=None,
+                 save=None, name_for=None):
+        """`save(dialog) -> path` writes the file (an error keeps the dialog open, settings as they
+        were); `name_for(views, fmt) -> file name` names the file after the figure chosen."""
         super().__init__(parent)
         self.setWindowTitle("Export figure")
         self.sources = sources
+        self.save, self.name_for = save, name_for
+        self.saved_path: str | None = None
+        self._auto_name = os.path.basename(path)  # the name we chose; one the user typed is kept
         self.maps = [n for n, v in sources.views.items() if isinstance(v, MapView)]
         self.grids = [n for n, v in sources.views.items() if isinstance(v, TileGrid)]
 
@@ -158,6 +164,9 @@ class ExportDialog(QtWidgets.QDialog):
 
         self.kind_combo.currentIndexChanged.connect(self._on_kind_change)
         self.format_combo.currentIndexChanged.connect(self._on_format_change)
+        for combo in (self.view_combo, self.grid_combo):
+            combo.currentIndexChanged.connect(self._rename)
+        self.compare_list.itemChanged.connect(self._rename)
         self.kind_combo.setCurrentIndex(max(0, self.kind_combo.findData(kind)))
         self._on_kind_change()
         fmt = Path(path).suffix.lstrip(".").lower()
@@ -170,8 +179,25 @@ class ExportDialog(QtWidgets.QDialog):
         return self.kind_combo.currentData()
 
     def _on_kind_change(self, *_):
-        self.pages.setCurrentIndex([k for k, _ in KINDS].index(self.kind))
+        index = [k for k, _ in KINDS].index(self.kind)
+        self.pages.setCurrentIndex(index)
+        # a stack is as tall as its tallest page: size it to the page shown (no gap in the form)
+        for i in range(self.pages.count()):
+            policy = QtWidgets.QSizePolicy.Policy.Preferred if i == index else QtWidgets.QSizePolicy.Policy.Ignored
+            self.pages.widget(i).setSizePolicy(policy, policy)
+        self.pages.adjustSize()
+        self.adjustSize()
         self.zoom_check.setEnabled(self.kind != "grid")
+        self._rename()
+
+    def _rename(self, *_):
+        """The file is named after the figure (unless the user named it)."""
+        p = self.path_edit.text().strip()
+        views = [v for v in self.views() if v]
+        if self.name_for is None or not p or not views or os.path.basename(p) != self._auto_name:
+            return
+        self._auto_name = self.name_for(views, Path(p).suffix.lstrip(".") or self.format_combo.currentData())
+        self.path_edit.setText(os.path.join(os.path.dirname(p), self._auto_name))
 
     def _on_grid_change(self, *_):
         g = self.sources.views.get(self.grid_combo.currentData())
@@ -186,7 +212,10 @@ class ExportDialog(QtWidgets.QDialog):
         self.dpi_spin.setEnabled(png)
         p = self.path_edit.text().strip()
         if p:
+            auto = os.path.basename(p) == self._auto_name
             self.path_edit.setText(str(Path(p).with_suffix("." + fmt)))
+            if auto:
+                self._auto_name = os.path.basename(self.path_edit.text())
 
     def _browse(self) -> None:
         fmt = self.format_combo.currentData()
@@ -235,6 +264,12 @@ class ExportDialog(QtWidgets.QDialog):
         if not self.path():
             self.error_label.setText("Choose a file to write")
             return
+        if self.save is not None:
+            try:
+                self.saved_path = self.save(self)
+            except (ValueError, ExportError) as exc:  # stays open: fix the path and save again
+                self.error_label.setText(f"Not saved: {exc}")
+                return
         self.accept()
 
 
@@ -264,11 +299,29 @@ def _current(window):
     return sources, ctx
 
 
+def export_folder(window) -> str:
+    """The last export's folder, else the user's Pictures, else Documents, else home: never next to
+    the source image (for a bundled scene that is inside the installed package)."""
+    last = str(window.settings.value("paths/export_dir", ""))
+    if last and os.path.isdir(last):
+        return last
+    from PySide6.QtCore import QStandardPaths as SP
+
+    for where in (SP.StandardLocation.PicturesLocation, SP.StandardLocation.DocumentsLocation):
+        folder = SP.writableLocation(where)
+        if folder and os.path.isdir(folder):
+            return folder
+    return str(Path.home())
+
+
+def file_name(window, views: list[str], fmt: str = "png") -> str:
+    """<image>_<figure>.<fmt>: the figure is the view, the views side by side, or the grid."""
+    stem = Path(window.shown_image_name or window.image_name or "figure").stem.replace(" ", "_")
+    return f"{stem}_{'+'.join(v.replace(':', '') for v in views)}.{fmt}"
+
+
 def default_path(window, views: list[str], fmt: str = "png") -> str:
-    folder = str(window.settings.value("paths/export_dir", "")) or (
-        str(Path(window.image_path).parent) if window.image_path else str(Path.home()))
-    stem = Path(window.image_name or "figure").stem.replace(" ", "_")
-    return os.path.join(folder, f"{stem}_{'+'.join(v.replace(':', '') for v in views)}.{fmt}")
+    return os.path.join(export_folder(window), file_name(window, views, fmt))
 
 
 def open_export_dialog(window, kind: str = "view") -> str | None:
@@ -279,30 +332,38 @@ def open_export_dialog(window, kind: str = "view") -> str | None:
     sources, ctx = got
     first = {"grid": [n for n, v in sources.views.items() if isinstance(v, TileGrid)][:1],
              "comparison": ["attention", "rollout"]}.get(kind) or [sources.current or "attention"]
-    dlg = ExportDialog(sources, kind, default_path(window, first, str(window.settings.value("export/format", "png"))),
-                       window)
+    fmt = str(window.settings.value("export/format", "png"))
+    dlg = ExportDialog(sources, kind, default_path(window, first, fmt), window,
+                       save=lambda d: _save(window, d, sources, ctx),
+                       name_for=lambda views, f: file_name(window, views, f))
     window.export_dialog = dlg  # tests drive it
     if dlg.exec() != QtWidgets.QDialog.DialogCode.Accepted:
         return None
-    return export_from_dialog(window, dlg, sources, ctx)
+    return dlg.saved_path
+
+
+def _save(window, dlg: ExportDialog, sources, ctx) -> str:
+    """Write what the dialog describes; ValueError / ExportError say why not."""
+    request = dlg.request()
+    result = export_sources_to_file(sources, request, ctx, dlg.path())
+    window.settings.setValue("paths/export_dir", str(Path(result.path).parent))
+    window.settings.setValue("export/format", request.format)
+    window.statusBar().showMessage(f"Exported {result.path} (and {os.path.basename(result.sidecar)})", 8000)
+    return result.path
 
 
 def export_from_dialog(window, dlg: ExportDialog, sources=None, ctx=None) -> str | None:
+    """Export what `dlg` describes; a failure is reported (dialog) and gives None."""
     if sources is None:
         got = _current(window)
         if got is None:
             return None
         sources, ctx = got
     try:
-        request = dlg.request()
-        result = export_sources_to_file(sources, request, ctx, dlg.path())
+        return _save(window, dlg, sources, ctx)
     except (ValueError, ExportError) as exc:
         window._error_dialog("Export failed", str(exc))
         return None
-    window.settings.setValue("paths/export_dir", str(Path(result.path).parent))
-    window.settings.setValue("export/format", request.format)
-    window.statusBar().showMessage(f"Exported {result.path} (and {os.path.basename(result.sidecar)})", 8000)
-    return result.path
 
 
 def copy_view(window) -> bool:
