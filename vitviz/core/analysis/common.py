@@ -16,6 +16,12 @@ class ExplainMixin:
 
         return get_method(method)(self, **params)
 
+    def analyse(self, name: str, **params) -> np.ndarray:
+        """A whole-model analysis (vitviz.core.analysis.tables), e.g. analyse("attention_distance")."""
+        from .tables import measure
+
+        return measure(self, name, **params)
+
     def target_info(self, target: int = -1, contrast: int = -1):
         """What a class-specific method explains for `target` (-1: the top class / detection):
         a vitviz.core.gradients.Target with index, name, score and probability."""

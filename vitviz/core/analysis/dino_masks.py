@@ -1,0 +1,32 @@
+"""DINO's head masks (facebookresearch/dino, visualize_attention.py).
+
+For head h of a layer, take the class token's attention over the patches a_j = A[h, 0, j] (prefix
+keys dropped), normalise it to sum 1, sort ascending and keep the patches whose cumulative sum is
+above 1 - threshold: the smallest set of patches (the largest weights first) that holds at least
+`threshold` of the mass.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def head_masks(attn_layer: np.ndarray, num_prefix: int, rows: int, cols: int,
+               threshold: float = 0.6) -> np.ndarray:
+    """attn_layer (heads, N, N) -> (heads, rows, cols) bool."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], not {threshold}")
+    a = np.asarray(attn_layer[:, 0, num_prefix:], np.float64)  # (heads, P): class token -> patches
+    a = a / a.sum(-1, keepdims=True)
+    order = np.argsort(a, axis=-1, kind="stable")
+    cum = np.cumsum(np.take_along_axis(a, order, -1), axis=-1)
+    keep_sorted = cum > 1.0 - threshold
+    keep = np.empty_like(keep_sorted)
+    np.put_along_axis(keep, order, keep_sorted, -1)
+    return keep.reshape(-1, rows, cols)
+
+
+def vit(analysis, threshold: float = 0.6, layer: int = -1) -> np.ndarray:
+    if analysis.num_prefix_tokens < 1:
+        raise ValueError("DINO masks need a class token")
+    return head_masks(analysis.attention(layer), analysis.num_prefix_tokens, analysis.grid.rows,
+                      analysis.grid.cols, threshold)
