@@ -221,3 +221,26 @@ def test_export_dialog_folder_name_and_a_failed_save_keeps_it_open(qtbot, tmp_pa
     fit.trigger()
     assert seen["again"] == str(tmp_path / "out" / "img_attention.png")  # the last export's folder
     assert isinstance(win.export_dialog, QtWidgets.QDialog)
+
+
+def test_a_strip_image_says_what_the_model_saw_and_shows_its_input_there(qtbot, tmp_path, image_file):
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (20, 2000, 3), dtype=np.uint8)).save(strip)
+    win = make_window(qtbot, tmp_path)
+    a = open_and_wait(qtbot, win, strip)
+    panel = win.panels["vit"]
+    x0, y0, x1, y1 = a.grid.transform.visible_rect()
+    assert np.allclose((x1 - x0, y1 - y0), 20 * 64 / 72)  # test ViT: shorter side to 72, centre crop 64
+    note = a.input_note()
+    assert note and "saw only 18×18 px of this 2000×20 image (0.79%)" in note
+    assert note in win.banner.text() + win.banner.details()  # said in the notice above the views
+    assert panel.state.model_view and panel.model_view_check.isChecked()  # M, turned on for the user
+    vx0, vy0, vx1, vy1 = _view_rect(panel.main_view.vb)
+    assert vx0 <= x0 and vx1 >= x1 and (vx1 - vx0) < 3 * (x1 - x0)  # zoomed to the crop, not a line
+    assert "F shows the whole image" in win.statusBar().currentMessage()
+    open_and_wait(qtbot, win, image_file)  # an ordinary image: M goes back off (it was not the user's)
+    assert not panel.state.model_view and a.input_note() and not win.analysis.input_note()
+    panel.model_view_check.setChecked(True)  # the user's own M stays on
+    open_and_wait(qtbot, win, strip)
+    open_and_wait(qtbot, win, image_file)
+    assert panel.state.model_view

@@ -50,6 +50,27 @@ class InputTransform:
         x1, y1 = self.to_original(float(self.input_w), float(self.input_h))
         return max(0.0, x0), max(0.0, y0), min(float(self.orig_w), x1), min(float(self.orig_h), y1)
 
+    def seen_fraction(self) -> float:
+        """The share of the original image's area the model sees (1.0: all of it)."""
+        x0, y0, x1, y1 = self.visible_rect()
+        return max(0.0, x1 - x0) * max(0.0, y1 - y0) / float(self.orig_w * self.orig_h)
+
+    def seen_note(self) -> str | None:
+        """What the model saw, said plainly when it is little of the image or the image's shape was
+        squeezed hard (a 20000x50 strip); None for an ordinary photo."""
+        w, h, iw, ih = self.orig_w, self.orig_h, self.input_w, self.input_h
+        frac = self.seen_fraction()
+        if frac < 0.5:
+            x0, y0, x1, y1 = self.visible_rect()
+            return (f"The model saw only {x1 - x0:.0f}×{y1 - y0:.0f} px of this {w}×{h} image "
+                    f"({frac:.2%}), resized and cropped to its {iw}×{ih} input; the rest is shaded.")
+        stretch = max(self.scale_x / self.scale_y, self.scale_y / self.scale_x)
+        if stretch > 3:
+            return f"The model saw this {w}×{h} image squeezed to {iw}×{ih} ({stretch:.0f}× out of shape)."
+        if max(w / h, h / w) > 8:
+            return f"This {w}×{h} image is {max(w / h, h / w):.0f}× longer than wide: zoom in to see the map."
+        return None
+
     @staticmethod
     def resize_center_crop(orig_w: int, orig_h: int, resize: int, crop: int) -> "InputTransform":
         """torchvision ImageClassification: shorter side -> `resize`, then center crop `crop` x `crop`."""

@@ -359,7 +359,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _show_notice(self, analysis) -> None:
         """One line above the views: what runs and why, with a Download button when that is the fix."""
-        notes = list(dict.fromkeys(analysis.notes))
+        notes = list(dict.fromkeys([*([analysis.input_note()] if analysis.input_note() else []), *analysis.notes]))
         self._banner_download = None
         if analysis.trained:
             self.banner.show_notice(notes[0] if notes else "", notes)

@@ -56,6 +56,7 @@ class Panel(QtWidgets.QWidget):
         self.predictions.itemClicked.connect(self._on_prediction_click)
         self._grad_maps = None
         self._pointer = None  # the last hovered or clicked point (original pixels), for the readout
+        self._auto_model_view = False  # M was turned on for a tiny crop, not by the user
         display.changed.connect(self._on_display_change)
 
     # -- state ---------------------------------------------------------------------------------
@@ -105,9 +106,34 @@ class Panel(QtWidgets.QWidget):
             fill_predictions(self.predictions, analysis)
         state = self.state.replace(**self.display.settings())
         self.state = state.carried_over(analysis).resolved(analysis)
+        crop = self._model_view_for_small_crops(analysis)
         self.sync_controls()
         self.on_new_analysis()
         self.refresh()
+        if crop is not None:
+            for view in self.image_views():
+                view.show_rect(crop)  # the map covers the crop only: at full fit it is a line
+
+    def _model_view_for_small_crops(self, analysis):
+        """When the model saw a small part of the image, show its input there ("M", turned back off
+        for the next image that does not need it); returns the part to zoom to, or None."""
+        small = self.info.model_view and analysis.grid.transform.seen_fraction() < 0.05
+        if small and not self.state.model_view:
+            self.state = self.state.replace(model_view=True)
+            self._auto_model_view = True
+        elif not small and self._auto_model_view:
+            self.state = self.state.replace(model_view=False)
+            self._auto_model_view = False
+        if small:
+            self.statusMessage.emit("Showing what the model sees (M): it saw a small part of this image. "
+                                    "F shows the whole image.")
+            return analysis.grid.transform.visible_rect()
+        return None
+
+    def image_views(self) -> list:
+        from .views.image_view import ImageView
+
+        return self.findChildren(ImageView)
 
     def on_new_analysis(self) -> None:
         """Per-result set-up before the first refresh (ranges, base image...)."""
@@ -132,9 +158,8 @@ class Panel(QtWidgets.QWidget):
     def fit_views(self) -> None:
         """Fit every image and tile view of the panel to its content (F)."""
         from .views.head_grid import HeadGridView
-        from .views.image_view import ImageView
 
-        for view in self.findChildren(ImageView) + self.findChildren(HeadGridView):
+        for view in self.image_views() + self.findChildren(HeadGridView):
             view.fit()
 
     def step_head(self, delta: int) -> None:
@@ -185,6 +210,7 @@ class Panel(QtWidgets.QWidget):
         self.update_state(direction=self.direction_combo.itemData(index))
 
     def _on_model_view_change(self, checked: bool) -> None:
+        self._auto_model_view = False  # the user's choice from now on
         self.update_state(model_view=checked)
 
     def _on_display_change(self) -> None:

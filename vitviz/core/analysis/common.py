@@ -40,6 +40,10 @@ class ModelInputMixin(ExplainMixin):
         x = self.model_input * std + mean
         return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
 
+    def input_note(self) -> str | None:
+        """A sentence when the model saw little of the image or saw it out of shape (None: it is fine)."""
+        return self.grid.transform.seen_note()
+
 
 class ClassifierMixin(ModelInputMixin):
     """Needs `logits` (classes,) or None (a checkpoint without a head) and `class_names`."""

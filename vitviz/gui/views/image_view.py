@@ -97,6 +97,11 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.vb.setRange(QtCore.QRectF(0, 0, w, h), padding=FIT_PADDING)
         self._update_limits()
 
+    def show_rect(self, rect: tuple[float, float, float, float]) -> None:
+        """Zoom to (x0, y0, x1, y1), original pixels."""
+        x0, y0, x1, y1 = rect
+        self.vb.setRange(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0), padding=FIT_PADDING)
+
     def _update_limits(self) -> None:
         """Zooming out stops at ZOOM_OUT times the fitted view (for the view box's current size)."""
         if self._image_size is None:
