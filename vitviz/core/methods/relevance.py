@@ -1,6 +1,7 @@
 """Relevance (Chefer, Gur, Wolf, "Generic Attention-model Explainability for Interpreting Bi-Modal and
 Encoder-Decoder Transformers", ICCV 2021): R = I; per block R += mean_h max(A * dA, 0) R.
-Equations: vitviz.core.analysis.relevance (ViT), vitviz.core.analysis.swin_relevance (Swin)."""
+Equations: vitviz.core.analysis.relevance (ViT), vitviz.core.analysis.swin_relevance (Swin),
+vitviz.core.analysis.detr_relevance (DETR: the paper's encoder-decoder rules, eqs. 6-10)."""
 from __future__ import annotations
 
 from . import Method, Param
@@ -9,11 +10,13 @@ from .targets import CONTRAST, TARGET
 METHOD = Method(
     name="relevance",
     title="Relevance",
-    compute={"vit": "vitviz.core.methods.relevance:vit", "swin": "vitviz.core.methods.relevance:swin"},
+    compute={"vit": "vitviz.core.methods.relevance:vit", "swin": "vitviz.core.methods.relevance:swin",
+             "detr": "vitviz.core.methods.relevance:detr"},
     params=(
         TARGET, CONTRAST,
         Param("start_layer", 0, min=0, label="Start layer",
-              help="first block whose attention is used (Swin: counted over all stages)"),
+              help="first block whose attention is used (Swin: counted over all stages; DETR: encoder "
+                   "layers, the decoder is always used)"),
     ),
     needs_grad=True,
     context=("query",),
@@ -40,3 +43,14 @@ def swin(analysis, query=None, target: int = -1, contrast: int = -1, start_layer
 
     p, _ = swin_products(analysis, target, contrast)
     return swin_relevance(analysis.blocks, p, start_layer).astype("float32")
+
+
+def detr(analysis, query=None, target: int = -1, contrast: int = -1, start_layer: int = 0, **_view):
+    """Detection `target`'s (object query; -1: the most confident) relevance R_qi[target] over the
+    feature grid, NaN on padding. The view's query/layer/head do not apply."""
+    from ..analysis.detr_relevance import detr_relevance
+    from ..capture.grad_detr import detr_products
+
+    p, t = detr_products(analysis, target, contrast)
+    _, _, r_qi = detr_relevance(p, start_layer)
+    return analysis._masked(r_qi[t.index])
