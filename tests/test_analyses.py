@@ -278,3 +278,51 @@ def test_one_declaration_table():
     assert get_measure("attention_distance").per_layer_head
     with pytest.raises(ValueError, match="unknown analysis"):
         get_measure("nope")
+
+
+# ----------------------------------------------------------------------------------- the CLI
+
+
+def test_cli_writes_the_table_as_json_and_csv(tmp_path, capsys):
+    import csv
+    import json
+
+    from PIL import Image
+
+    from vitviz.__main__ import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), "RGB").save(folder / f"{i}.png")
+    out = tmp_path / "t.json"
+    assert main(["analyses", str(folder), "--model", "test_reg_vit", "--out", str(out), "-q",
+                 "--analyses", "attention_distance,attention_entropy,dino_masks",
+                 "--param", "dino_masks.threshold=0.8"]) == 0
+    table = json.loads(out.read_text())
+    singles = [vitviz.analyze(str(folder / f"{i}.png"), model="test_reg_vit") for i in range(2)]
+    want = np.mean([s.analyse("attention_distance") for s in singles], axis=0)
+    np.testing.assert_allclose(table["analyses"]["attention_distance"]["mean"], want, rtol=2e-3)
+    assert table["model"] == "test_reg_vit" and table["settings"]["params"]["dino_masks"]["threshold"] == 0.8
+    assert np.asarray(table["analyses"]["dino_masks"]["mean"]).shape == (4, 6, 6)
+    assert [r["source"] for r in table["images"]] == [str(folder / "0.png"), str(folder / "1.png")]
+    assert "attention_distance" in capsys.readouterr().out
+
+    out_csv = tmp_path / "t.csv"
+    assert main(["analyses", str(folder / "0.png"), "--model", "test_reg_vit", "--out", str(out_csv), "-q"]) == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 2 * 3 * 4  # the image's 3 x 4 table, then the mean's
+    ent = singles[0].analyse("attention_entropy")
+    r = next(r for r in rows if r["source"] == "mean" and r["layer"] == "2" and r["head"] == "1")
+    assert float(r["attention_entropy"]) == pytest.approx(ent[2, 1], rel=2e-3)
+
+
+def test_cli_errors(tmp_path, capsys):
+    from vitviz.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["analyses", str(tmp_path), "--analyses", "nope"])
+    assert e.value.code == 2 and "unknown analysis 'nope'" in capsys.readouterr().err
+    assert main(["analyses", str(tmp_path), "--model", "test_reg_vit"]) == 2
+    assert "no images found" in capsys.readouterr().err

@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "bench": "vitviz.cli.bench",
     "stats": "vitviz.cli.batch",
     "faithfulness": "vitviz.cli.faithfulness",
+    "analyses": "vitviz.cli.analyses",
 }
 
 
