@@ -30,3 +30,16 @@ def vit(analysis, threshold: float = 0.6, layer: int = -1) -> np.ndarray:
         raise ValueError("DINO masks need a class token")
     return head_masks(analysis.attention(layer), analysis.num_prefix_tokens, analysis.grid.rows,
                       analysis.grid.cols, threshold)
+
+
+def mask_outline(mask: np.ndarray, cell_w: float, cell_h: float) -> np.ndarray:
+    """(rows, cols) bool -> (K, 2, 2) line segments ((x0, y0), (x1, y1)) in pixels: the cell edges
+    between a masked cell and an unmasked one (or the grid's edge), i.e. the mask's contour."""
+    m = np.pad(np.asarray(mask, bool), 1)
+    segs = []
+    # horizontal edges: between row r-1 and r of the unpadded grid (padded rows r and r+1)
+    for r, c in np.argwhere(m[:-1, 1:-1] != m[1:, 1:-1]):
+        segs.append(((c * cell_w, r * cell_h), ((c + 1) * cell_w, r * cell_h)))
+    for r, c in np.argwhere(m[1:-1, :-1] != m[1:-1, 1:]):
+        segs.append(((c * cell_w, r * cell_h), (c * cell_w, (r + 1) * cell_h)))
+    return np.asarray(segs, np.float64).reshape(-1, 2, 2)

@@ -1,0 +1,111 @@
+"""The analyses window: the scatter shows each head's value, hover names it, a click emits
+select(layer, head); entropy toggles; position-similarity tiles and DINO contours; computed in a
+worker thread with superseded results dropped."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PySide6 import QtCore
+
+import vitviz
+from vitviz.gui.analyses_window import AnalysesWindow, open_analyses_window
+
+
+@pytest.fixture(scope="module")
+def analysis():
+    from pathlib import Path
+
+    sample = Path(vitviz.__file__).resolve().parents[1] / "resources" / "samples" / "shapes_classify_1.png"
+    return vitviz.analyze(sample, model="demo_vit")  # trained: masks grow with the mass kept
+
+
+def shown(qtbot, win, analysis):
+    with qtbot.waitSignal(win.resultsShown, timeout=30000):
+        win.set_analysis(analysis)
+    return win
+
+
+@pytest.fixture
+def win(qtbot):
+    w = AnalysesWindow()
+    qtbot.addWidget(w)
+    w.resize(900, 600)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def test_scatter_has_one_dot_per_head_at_its_value_and_entropy_toggles(qtbot, win, analysis):
+    shown(qtbot, win, analysis)
+    dist = analysis.analyse("attention_distance")
+    pts = win.scatter.points()
+    assert len(pts) == 4 * 4
+    for p in pts:
+        layer, head = p.data()
+        assert abs(p.pos().x() - layer) <= 0.25 and p.pos().y() == pytest.approx(dist[layer, head])
+    win.entropy_box.setChecked(True)
+    ent = analysis.analyse("attention_entropy")
+    assert sorted(p.pos().y() for p in win.scatter.points()) == pytest.approx(sorted(ent.ravel()))
+    assert "entropy" in win.scatter_plot.getAxis("left").labelText
+
+
+def test_clicking_a_dot_emits_select_and_hover_shows_the_value(qtbot, win, analysis):
+    shown(qtbot, win, analysis)
+    dist = analysis.analyse("attention_distance")
+    x, y, layer, head = next(d for d in win.dot_positions() if (d[2], d[3]) == (2, 1))
+    vb = win.scatter_plot.getPlotItem().vb
+    pos = win.scatter_plot.mapFromScene(vb.mapViewToScene(QtCore.QPointF(x, y)))
+    with qtbot.waitSignal(win.select, timeout=3000) as blocker:
+        qtbot.mouseClick(win.scatter_plot.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=pos)
+    assert blocker.args == [2, 1]
+    assert win.hover_label.text().startswith(f"layer 2, head 1: distance {dist[2, 1]:.2f} px")
+
+
+def test_position_tiles_and_dino_contours(qtbot, win, analysis):
+    shown(qtbot, win, analysis)
+    grid = win.position_grid
+    assert grid.grid_shape == (8, 8) and grid.tile_shape == (8, 8)
+    assert len(win.contours) == 4
+    masks = analysis.analyse("dino_masks", threshold=0.6)
+    names = [item.name() for item in win.contours]
+    assert names == [f"head {h} ({int(masks[h].sum())} patches)" for h in range(4)]
+    with qtbot.waitSignal(win.resultsShown, timeout=30000):
+        win.threshold.setValue(0.9)
+    more = analysis.analyse("dino_masks", threshold=0.9)
+    assert np.array_equal(win.results["dino_masks"], more) and more.sum() > masks.sum()
+
+
+def test_computed_in_a_worker_and_stale_results_dropped(qtbot, win, analysis, monkeypatch):
+    import vitviz.core.analysis.distance as distance
+
+    threads = []
+    real = distance.vit
+    monkeypatch.setattr(distance, "vit", lambda a: threads.append(threading.get_ident()) or real(a))
+    with qtbot.waitSignal(win.resultsShown, timeout=30000):
+        win.set_analysis(analysis)
+        assert win.results == {}  # nothing computed in the GUI thread before returning
+        win.threshold.setValue(0.3)  # supersedes the first request
+    qtbot.wait(200)
+    assert threads and threading.get_ident() not in threads
+    assert np.array_equal(win.results["dino_masks"], analysis.analyse("dino_masks", threshold=0.3))
+
+
+def test_non_vit_and_open_function(qtbot, analysis):
+    from PySide6 import QtWidgets
+
+    host = QtWidgets.QWidget()
+    qtbot.addWidget(host)
+    w = open_analyses_window(host)
+    assert open_analyses_window(host) is w and w.isVisible()
+
+    class Other:
+        family = "swin"
+
+    w.set_analysis(Other())
+    assert "for ViT models" in w.status.text() and len(w.scatter.points()) == 0
+    with qtbot.waitSignal(w.resultsShown, timeout=30000):
+        assert open_analyses_window(host, analysis) is w
+    w.close()
+    assert w._thread is None  # closing stops the worker thread

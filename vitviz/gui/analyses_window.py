@@ -1,0 +1,300 @@
+"""The ViT paper's and DINO's analyses of the analysis on screen, in a window of their own.
+
+    Distance / entropy  the paper's scatter: x = layer, y = mean attention distance (or attention
+                        entropy, toggled), one dot per head; hover shows the value; a click emits
+                        select(layer, head) for the main view.
+    Position embedding  rows x cols small maps: each patch's position-embedding cosine similarity
+                        with every patch (the embedding the forward used).
+    DINO masks          per head, the smallest set of patches holding `threshold` of the class
+                        token's attention: all heads' contours over the model input, with a legend,
+                        and each head's mask in a grid.
+
+Everything is computed in a worker thread of the window; a result for a superseded request (a new
+analysis, another threshold) is dropped on arrival.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from ..core.analysis.dino_masks import mask_outline
+from .views.head_grid import HeadGridView
+from .views.tile_plot import tile_plot
+
+pg.setConfigOptions(imageAxisOrder="row-major")  # as the image views: arrays are (rows, cols)
+SPREAD = 0.5  # the heads of a layer spread over this width around the layer's x, so dots can be picked
+
+
+class _Job(QtCore.QObject):
+    """Lives in the worker thread."""
+
+    done = QtCore.Signal(int, object)  # request id, {name: ndarray or error text}
+
+    @QtCore.Slot(int, object, object)
+    def compute(self, rid: int, analysis, requests) -> None:
+        out = {}
+        for name, params in requests:
+            try:
+                out[name] = analysis.analyse(name, **params)
+            except Exception as exc:  # shown in the tab instead of the plot; the others still run
+                out[name] = f"{type(exc).__name__}: {exc}"
+        self.done.emit(rid, out)
+
+
+class AnalysesWindow(QtWidgets.QWidget):
+    select = QtCore.Signal(int, int)  # (layer, head) of a clicked dot
+    resultsShown = QtCore.Signal()  # every tab drawn from the latest request (tests wait on it)
+    _submit = QtCore.Signal(int, object, object)
+
+    def __init__(self, parent=None):
+        super().__init__(parent, QtCore.Qt.WindowType.Window)
+        self.setWindowTitle("Analyses — vitviz")
+        self.resize(980, 640)
+        self.analysis = None
+        self.results: dict = {}
+        self._rid = 0
+        self._thread: QtCore.QThread | None = None
+        self._job: _Job | None = None
+
+        self.status = QtWidgets.QLabel("Open an image with a ViT to see its analyses.")
+        self.tabs = QtWidgets.QTabWidget()
+        top = QtWidgets.QVBoxLayout(self)
+        top.addWidget(self.tabs, 1)
+        top.addWidget(self.status)
+        self._build_scatter_tab()
+        self._build_position_tab()
+        self._build_masks_tab()
+
+    # ------------------------------------------------------------------------------------ tabs
+
+    def _build_scatter_tab(self) -> None:
+        page = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(page)
+        row = QtWidgets.QHBoxLayout()
+        self.entropy_box = QtWidgets.QCheckBox("Entropy (nats) instead of distance")
+        self.entropy_box.toggled.connect(self._draw_scatter)
+        self.hover_label = QtWidgets.QLabel("Hover over a dot for its value; click it to show that head.")
+        row.addWidget(self.entropy_box)
+        row.addStretch(1)
+        row.addWidget(self.hover_label)
+        lay.addLayout(row)
+        self.scatter_plot = pg.PlotWidget(background="#202124")
+        self.scatter_plot.setMenuEnabled(False)
+        self.scatter_plot.hideButtons()
+        self.scatter_plot.showGrid(x=False, y=True, alpha=0.25)
+        self.scatter_plot.setLabel("bottom", "layer")
+        self.scatter = pg.ScatterPlotItem(size=9, hoverable=True, hoverSize=13, tip=None,
+                                          hoverPen=pg.mkPen("w", width=2))
+        self.scatter.sigHovered.connect(self._on_hover)
+        self.scatter.sigClicked.connect(self._on_click)
+        self.scatter_plot.addItem(self.scatter)
+        lay.addWidget(self.scatter_plot, 1)
+        self.tabs.addTab(page, "Distance / entropy")
+
+    def _build_position_tab(self) -> None:
+        page = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(page)
+        self.position_note = QtWidgets.QLabel("Cosine similarity of each patch's position embedding "
+                                              "with every other patch's (tile = row, col of the patch).")
+        self.position_grid = HeadGridView("row", "col")
+        lay.addWidget(self.position_note)
+        lay.addWidget(self.position_grid, 1)
+        self.tabs.addTab(page, "Position embedding")
+
+    def _build_masks_tab(self) -> None:
+        page = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(page)
+        row = QtWidgets.QHBoxLayout()
+        self.threshold = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.05, maximum=1.0, singleStep=0.05, value=0.6)
+        self.mask_layer = QtWidgets.QSpinBox(minimum=-1, maximum=0, value=-1)
+        self.mask_layer.setSpecialValueText("last")
+        for label, w in (("Mass kept", self.threshold), ("Layer", self.mask_layer)):
+            row.addWidget(QtWidgets.QLabel(label))
+            row.addWidget(w)
+            w.valueChanged.connect(self._request)
+        row.addStretch(1)
+        lay.addLayout(row)
+        self.masks_view = pg.GraphicsLayoutWidget()
+        self.masks_view.setBackground("#202124")
+        self.masks_plot = tile_plot(self.masks_view, top_axis=False)
+        self.masks_image = pg.ImageItem()
+        self.masks_plot.addItem(self.masks_image)
+        self.legend = self.masks_plot.addLegend(offset=(-5, 5), labelTextColor="w",
+                                                brush=pg.mkBrush(0, 0, 0, 160))
+        self.contours: list[pg.PlotDataItem] = []
+        self.mask_grid = HeadGridView("", "head")
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        split.addWidget(self.masks_view)
+        split.addWidget(self.mask_grid)
+        split.setSizes([430, 140])
+        lay.addWidget(split, 1)
+        self.tabs.addTab(page, "DINO masks")
+
+    # ------------------------------------------------------------------------------ computing
+
+    @QtCore.Slot(object)
+    def set_analysis(self, analysis) -> None:
+        """Show the analyses of `analysis` (a ViTAnalysis; other families say what applies)."""
+        self.analysis = analysis
+        if analysis is None or analysis.family != "vit":
+            self._rid += 1
+            self.results = {}
+            fam = getattr(analysis, "family", "no")
+            self.status.setText(f"These analyses are for ViT models; the analysis on screen is {fam}.")
+            self.scatter.clear()
+            return
+        self.mask_layer.blockSignals(True)
+        self.mask_layer.setRange(-1, analysis.num_layers - 1)
+        self.mask_layer.blockSignals(False)
+        self._request()
+
+    def _request(self) -> None:
+        if self.analysis is None or self.analysis.family != "vit":
+            return
+        self._ensure_worker()
+        self._rid += 1
+        layer = self.mask_layer.value()
+        requests = [("attention_distance", {}), ("attention_entropy", {}), ("position_similarity", {}),
+                    ("dino_masks", {"threshold": round(self.threshold.value(), 4), "layer": layer})]
+        self.status.setText(f"Computing the analyses of {self.analysis.model_name}…")
+        self._submit.emit(self._rid, self.analysis, requests)
+
+    def _ensure_worker(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = QtCore.QThread(self)
+        self._job = _Job()
+        self._job.moveToThread(self._thread)
+        self._submit.connect(self._job.compute)
+        self._job.done.connect(self._on_done)  # a slot of this GUI-thread object: runs here
+        self._thread.finished.connect(self._job.deleteLater)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        """Stop the worker thread (closing the window does it; a later analysis starts it again)."""
+        if self._thread is not None:
+            self._submit.disconnect(self._job.compute)
+            self._thread.quit()
+            self._thread.wait()
+            self._thread, self._job = None, None
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+    @QtCore.Slot(int, object)
+    def _on_done(self, rid: int, results: dict) -> None:
+        if rid != self._rid:
+            return  # superseded
+        self.results = results
+        self._draw_scatter()
+        self._draw_position()
+        self._draw_masks()
+        a = self.analysis
+        errors = [f"{k}: {v}" for k, v in results.items() if isinstance(v, str)]
+        self.status.setText(f"{a.model_name} ({a.weights}), {a.num_layers} layers x {a.num_heads} heads, "
+                            f"{a.grid.rows}x{a.grid.cols} patches, {a.num_prefix_tokens} prefix token(s)"
+                            + ("; " + "; ".join(errors) if errors else ""))
+        self.resultsShown.emit()
+
+    # -------------------------------------------------------------------------------- drawing
+
+    def _scatter_values(self) -> tuple[np.ndarray | None, str]:
+        name = "attention_entropy" if self.entropy_box.isChecked() else "attention_distance"
+        v = self.results.get(name)
+        label = "attention entropy (nats)" if name == "attention_entropy" else "mean attention distance (input px)"
+        return (v if isinstance(v, np.ndarray) else None), label
+
+    def dot_positions(self) -> list[tuple[float, float, int, int]]:
+        """(x, y, layer, head) of every dot, as drawn."""
+        v, _ = self._scatter_values()
+        if v is None:
+            return []
+        L, H = v.shape
+        offs = (np.arange(H) - (H - 1) / 2) * (SPREAD / max(H, 1))
+        return [(layer + offs[h], float(v[layer, h]), layer, h) for layer in range(L) for h in range(H)]
+
+    def _draw_scatter(self) -> None:
+        v, label = self._scatter_values()
+        self.scatter.clear()
+        if v is None:
+            return
+        H = v.shape[1]
+        dots = self.dot_positions()
+        self.scatter.setData(
+            x=[d[0] for d in dots], y=[d[1] for d in dots], data=[(d[2], d[3]) for d in dots],
+            brush=[pg.mkBrush(pg.intColor(d[3], hues=max(H, 2), values=1, maxValue=230)) for d in dots],
+            pen=pg.mkPen(0, 0, 0, 160))
+        self.scatter_plot.setLabel("left", label)
+        self.scatter_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(v.shape[0])]])
+        ys = v.ravel()
+        pad = 0.05 * (ys.max() - ys.min() or 1.0)
+        self.scatter_plot.setRange(xRange=(-0.6, v.shape[0] - 0.4), yRange=(min(0.0, ys.min() - pad), ys.max() + pad),
+                                   padding=0)
+
+    def value_text(self, layer: int, head: int) -> str:
+        v, _ = self._scatter_values()
+        unit = "nats" if self.entropy_box.isChecked() else "px"
+        what = "entropy" if self.entropy_box.isChecked() else "distance"
+        return f"layer {layer}, head {head}: {what} {v[layer, head]:.2f} {unit}"
+
+    def _on_hover(self, item, points, ev) -> None:
+        if len(points):
+            layer, head = points[0].data()
+            self.hover_label.setText(self.value_text(layer, head))
+
+    def _on_click(self, item, points, ev) -> None:
+        if len(points):
+            layer, head = points[0].data()
+            self.hover_label.setText(self.value_text(layer, head) + " — shown in the main view")
+            self.select.emit(int(layer), int(head))
+
+    def _draw_position(self) -> None:
+        sim = self.results.get("position_similarity")
+        if isinstance(sim, np.ndarray):
+            r, c = sim.shape[:2]
+            self.position_grid.set_maps(sim, row_labels=[str(i) for i in range(r)],
+                                        col_labels=[str(j) for j in range(c)])
+            self.position_note.setText(f"Cosine similarity of each patch's position embedding with every "
+                                       f"other patch's ({r}x{c} grid, as the forward used it); "
+                                       f"tile (row, col) is that patch's map.")
+        elif sim is not None:
+            self.position_note.setText(f"No position-embedding similarity: {sim}")
+
+    def _draw_masks(self) -> None:
+        masks = self.results.get("dino_masks")
+        for item in self.contours:
+            self.masks_plot.removeItem(item)
+        self.contours = []
+        self.legend.clear()
+        if not isinstance(masks, np.ndarray):
+            return
+        a = self.analysis
+        img = a.input_image()
+        self.masks_image.setImage(img, levels=(0, 255))
+        self.masks_image.setRect(QtCore.QRectF(0, 0, img.shape[1], img.shape[0]))
+        H = masks.shape[0]
+        for h in range(H):
+            seg = mask_outline(masks[h], a.grid.cell_w, a.grid.cell_h)
+            colour = pg.intColor(h, hues=max(H, 2), values=1, maxValue=255)
+            item = pg.PlotDataItem(seg[:, :, 0].ravel(), seg[:, :, 1].ravel(), connect="pairs",
+                                   pen=pg.mkPen(colour, width=2), name=f"head {h} ({int(masks[h].sum())} patches)")
+            self.masks_plot.addItem(item)
+            self.contours.append(item)
+        self.masks_plot.vb.setRange(QtCore.QRectF(0, 0, img.shape[1], img.shape[0]), padding=0.01)
+        self.mask_grid.set_maps(masks[None].astype(np.float32), row_labels=["mask"],
+                                col_labels=[str(h) for h in range(H)])
+
+
+def open_analyses_window(parent, analysis=None) -> AnalysesWindow:
+    """The analyses window of `parent` (made once, then raised), showing `analysis` when given."""
+    win = parent.findChild(AnalysesWindow) if parent is not None else None
+    if win is None:
+        win = AnalysesWindow(parent)
+    if analysis is not None and analysis is not win.analysis:
+        win.set_analysis(analysis)
+    win.show()
+    win.raise_()
+    win.activateWindow()
+    return win
