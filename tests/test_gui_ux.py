@@ -244,3 +244,34 @@ def test_a_strip_image_says_what_the_model_saw_and_shows_its_input_there(qtbot, 
     open_and_wait(qtbot, win, strip)
     open_and_wait(qtbot, win, image_file)
     assert panel.state.model_view
+
+
+def test_alpha_overlay_shows_one_colour_whose_opacity_is_the_value(qtbot, tmp_path):
+    from vitviz.core.colormaps import lookup_table
+
+    gray = tmp_path / "gray.png"
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(gray)
+    win = make_window(qtbot, tmp_path)
+    a = open_and_wait(qtbot, win, gray)
+    panel = win.panels["vit"]
+    win.display.grid_check.setChecked(False)
+    win.display.opacity_slider.setValue(80)
+    win.display.overlay_combo.setCurrentIndex(win.display.overlay_combo.findData("alpha"))
+    assert panel.state.overlay == "alpha"
+    view = panel.main_view
+    assert "value = opacity" in view.colorbar.axis.labelText
+    values = a.attention_map(panel.layer, panel.head, panel.query, panel.direction)
+    lo, hi = view.levels
+    top = lookup_table(win.display.colormap)[-1, :3].astype(float)
+    from .gui_helpers import pixel_at
+
+    for r in range(a.grid.rows):
+        for c in range(a.grid.cols):
+            t = 0.8 * (values[r, c] - lo) / (hi - lo)
+            want = 128 * (1 - t) + top * t  # the photo's grey under one colour at the value's opacity
+            got = pixel_at(view, *_centre(a.grid.rect(r, c))).astype(float)
+            assert np.abs(got - want).max() <= 3, (r, c, got, want)
+    # remembered, and exported as shown (the sidecar records it)
+    assert win.settings.value("display/overlay") == "alpha"
+    sources = panel.export_sources()
+    assert sources.views["attention"].overlay == "alpha" and sources.settings["overlay"] == "alpha"

@@ -23,7 +23,7 @@ FORMATS = ("png", "svg", "pdf")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..core.colormaps import COLORMAPS, DEFAULT_COLORMAP
+    from ..core.colormaps import COLORMAPS, DEFAULT_COLORMAP, OVERLAYS
 
     p = argparse.ArgumentParser(
         prog="vitviz export",
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--discard", type=float, help="rollout discard ratio (= --param discard_ratio=)")
     p.add_argument("--colormap", choices=COLORMAPS, default=DEFAULT_COLORMAP)
     p.add_argument("--opacity", type=float, default=0.6, help="heatmap opacity 0..1 (default 0.6)")
+    p.add_argument("--overlay", choices=OVERLAYS, default="blend",
+                   help="blend: the colormap's colours at the opacity; alpha: one colour whose opacity is the value")
     p.add_argument("--no-grid", action="store_true", help="no token grid lines")
     p.add_argument("--format", choices=FORMATS, help="default: from --out's extension, else png")
     p.add_argument("--out", "-o", help="output folder (created if missing), or a file for one image")
@@ -184,7 +186,8 @@ class Progress:
 def _settings(args) -> dict:
     head = args.head if not str(args.head).lstrip("-").isdigit() else int(args.head)
     s = {"layer": args.layer, "head": head, "query": _query(args.query), "direction": args.direction,
-         "colormap": args.colormap, "opacity": args.opacity, "grid": not args.no_grid}
+         "colormap": args.colormap, "opacity": args.opacity, "overlay": args.overlay,
+         "grid": not args.no_grid}
     from ..core.methods import get_method, parse_param
 
     params = {}

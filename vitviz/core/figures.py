@@ -69,6 +69,7 @@ class MapView:
     values: np.ndarray | None = None  # (rows, cols) float; NaN is transparent
     extent: tuple | None = None  # (x0, y0, x1, y1) where `values` is drawn
     opacity: float = 0.6
+    overlay: str = "blend"  # vitviz.core.colormaps.OVERLAYS
     shapes: list[Shape] = field(default_factory=list)
     levels: tuple | None = None  # colour scale; None: min..max of `values`
     value_label: str = "attention"

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .analysis.heads import FUSIONS
-from .colormaps import COLORMAPS, DEFAULT_COLORMAP
+from .colormaps import COLORMAPS, DEFAULT_COLORMAP, OVERLAYS
 from .figures import ExportError, parse_head
 
 
@@ -25,6 +25,7 @@ class ViewState:
     opacity: float = 0.6
     grid: bool = True
     model_view: bool = False
+    overlay: str = "blend"  # how maps lie over the photo (vitviz.core.colormaps.OVERLAYS)
     family = ""  # set by each subclass (a class attribute, not a field)
 
     # -- JSON ----------------------------------------------------------------------------------
@@ -71,6 +72,8 @@ class ViewState:
             raise ExportError(f"opacity must be a number in [0, 1], not {self.opacity!r}") from None
         if not 0.0 <= opacity <= 1.0:
             raise ExportError(f"opacity must be between 0 and 1, not {opacity}")
+        if self.overlay not in OVERLAYS:
+            raise ExportError(f"unknown overlay {self.overlay!r}; choose one of {', '.join(OVERLAYS)}")
         return self.replace(opacity=opacity, grid=bool(self.grid), model_view=bool(self.model_view))
 
     def carried_over(self, analysis):

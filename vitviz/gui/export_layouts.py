@@ -11,7 +11,7 @@ import math
 import numpy as np
 from PySide6 import QtCore
 
-from ..core.colormaps import map_values
+from ..core.colormaps import OVERLAY_TEXT, map_values
 from ..core.figures import ExportError, ExportSources, MapView, TileGrid
 from .export_request import ExportContext, ExportRequest
 from .export_painter import (THEMES, Colorbar, Figure, MapPanel, Text, Theme, Tiles, elide, text_width,
@@ -55,12 +55,15 @@ def _fmt(v: float) -> str:
 
 
 def _colorbar(x: float, top: float, height: float, cmap: str, lo: float, hi: float, label: str,
-              theme: Theme, ticks=None) -> tuple[list, float]:
-    """Colorbar items at (x, top); returns (items, right edge)."""
+              theme: Theme, ticks=None, overlay: str = "blend", opacity: float = 1.0) -> tuple[list, float]:
+    """Colorbar items at (x, top); returns (items, right edge). An "alpha" overlay's bar shows its
+    one colour at each value's opacity over the page, and its label says so."""
     ticks = ticks or [(t, _fmt(t)) for t in nice_ticks(lo, hi)]
     size = 12.0
     tw = max(text_width(t, size) for _, t in ticks)
-    bar = Colorbar((x, top, 16.0, height), cmap, lo, hi, ticks, label, theme.fg, size)
+    if overlay != "blend":
+        label = f"{label} ({OVERLAY_TEXT[overlay]})"
+    bar = Colorbar((x, top, 16.0, height), cmap, lo, hi, ticks, label, theme.fg, size, overlay, opacity, theme.bg)
     lx = x + 16 + 7 + tw + 8
     lab = Text((lx, top, size + 6, height), label, size + 1, theme.fg, vertical=True,
                align=int(QtCore.Qt.AlignmentFlag.AlignCenter))
@@ -173,13 +176,16 @@ def _maps_figure(views, sources, request, ctx, theme) -> Figure:
     fig.scale = {"mode": mode, "levels": [lo, hi], "colormap": sources.colormap} if has_values else {}
     if request.colorbar and has_values:
         label = " / ".join(dict.fromkeys(v.value_label for v in views if v.values is not None))
+        first = next(v for v in views if v.values is not None)
         items, right = _colorbar(right + 18, MARGIN + title_h, bottom - MARGIN - title_h, sources.colormap,
-                                 lo, hi, label, theme)
+                                 lo, hi, label, theme, overlay=first.overlay,
+                                 opacity=first.opacity if first.overlay == "alpha" else 1.0)
         fig.items += items
     parts = [v.description for v in views] if n == 1 else \
         ["Left to right: " + "; ".join(v.description.rstrip(".") for v in views) + "."]
     if has_values:
-        parts.append(f"Colour: {sources.colormap}, {how}.")
+        alpha = any(v.overlay == "alpha" for v in views if v.values is not None)
+        parts.append(f"Colour: {sources.colormap}{' top colour, value = opacity' if alpha else ''}, {how}.")
     return _with_caption(fig, request, ctx, parts, right, bottom, theme)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PySide6 import QtCore, QtGui
 
-from ..core.colormaps import lookup_table, map_values
+from ..core.colormaps import bar_rgba, overlay_rgba
 from ..core.figures import ExportError, MapView
 from .export_request import ExportRequest
 
@@ -80,14 +80,11 @@ def _upsample(arr: np.ndarray, k: int) -> np.ndarray:
     return arr if k <= 1 else np.repeat(np.repeat(arr, k, axis=0), k, axis=1)
 
 
-def heat_rgba(values: np.ndarray, cmap: str, lo: float, hi: float, opacity: float = 1.0) -> np.ndarray:
-    """[rows, cols] -> RGBA exactly as the views draw it; NaN transparent; alpha = opacity (baked
-    into the pixels, so SVG and PDF viewers need no group opacity)."""
-    v = np.asarray(values, np.float64)
-    rgba = map_values(cmap, np.nan_to_num(v, nan=lo), lo, hi)
-    rgba[..., 3] = int(round(255 * float(opacity)))
-    rgba[~np.isfinite(v)] = 0
-    return rgba
+def heat_rgba(values: np.ndarray, cmap: str, lo: float, hi: float, opacity: float = 1.0,
+              overlay: str = "blend") -> np.ndarray:
+    """[rows, cols] -> RGBA exactly as the views draw it, the opacity baked into the pixels (SVG and
+    PDF viewers need no group opacity)."""
+    return overlay_rgba(values, cmap, lo, hi, opacity, overlay)
 
 
 
@@ -184,7 +181,7 @@ class MapPanel:
 
     def _paint_values(self, p, vector, X, Y) -> None:
         v, R = self.view, self.region
-        rgba = heat_rgba(v.values, self.cmap, *self.levels, v.opacity)
+        rgba = heat_rgba(v.values, self.cmap, *self.levels, v.opacity, v.overlay)
         rows, cols = rgba.shape[:2]
         ex0, ey0, ex1, ey1 = v.extent
         cw, ch = (ex1 - ex0) / cols, (ey1 - ey0) / rows
@@ -305,10 +302,15 @@ class Colorbar:
     label: str
     fg: tuple
     size: float = 12.0
+    overlay: str = "blend"
+    opacity: float = 1.0
+    bg: tuple = (255, 255, 255)  # what an "alpha" bar's colour is laid over
 
     def paint(self, p: QtGui.QPainter, vector: bool) -> None:
         x, y, w, h = self.rect
-        lut = lookup_table(self.cmap)[::-1, :3]  # top = high
+        rgba = bar_rgba(self.cmap, self.overlay, self.opacity)[::-1].astype(np.float64)  # top = high
+        a = rgba[:, 3:] / 255.0
+        lut = (rgba[:, :3] * a + np.asarray(self.bg[:3], np.float64) * (1 - a) + 0.5).astype(np.uint8)
         p.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform, False)
         p.drawImage(QtCore.QRectF(x, y, w, h), qimage(np.repeat(lut[:, None, :], 4 if vector else 1, axis=1)))
         pen = QtGui.QPen(qcolor(self.fg), 0.75)

@@ -58,7 +58,7 @@ def build(a, state: SwinState, view_rect=None) -> ExportSources:
              f"{kind} {b.window[0]}×{b.window[1]} windows")
     how = "where it looks" if direction == "from" else "how much each token of its window attends to it"
     shade = crop_shade(a.grid.transform.visible_rect())
-    base = dict(image=np.asarray(a.image), opacity=s.opacity, view_rect=view_rect)
+    base = dict(image=np.asarray(a.image), opacity=s.opacity, overlay=s.overlay, view_rect=view_rect)
     if s.model_view:
         base.update(image=a.input_image(), image_rect=a.grid.extent())
     marks = [shade] + ([grid_lines(*grid.edges())] if s.grid else [])

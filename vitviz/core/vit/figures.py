@@ -64,7 +64,7 @@ def build(a, state: ViTState, view_rect=None) -> ExportSources:
         shapes.append(grid_lines(*a.grid.edges()))
     if query != "cls":
         shapes.append(selection_rect(a.grid.rect(*query)))
-    base = dict(image=np.asarray(a.image), extent=a.grid.extent(), opacity=s.opacity, shapes=shapes,
+    base = dict(image=np.asarray(a.image), extent=a.grid.extent(), opacity=s.opacity, overlay=s.overlay, shapes=shapes,
                 view_rect=view_rect)
     seen = ""
     if s.model_view:

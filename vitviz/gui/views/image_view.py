@@ -10,7 +10,8 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 from superqt.utils import qthrottled
 
-from ..colormaps import DEFAULT_COLORMAP, colormap, map_values
+from ...core.colormaps import OVERLAY_TEXT, bar_rgba, overlay_rgba
+from ..colormaps import DEFAULT_COLORMAP, colormap
 from .clicks import left_click_point
 from .tile_plot import outline_item
 
@@ -18,19 +19,12 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 FIT_PADDING = 0.02  # of the image's size, around it when fitted
 ZOOM_OUT = 1.5  # zooming out stops at this many times the fitted view
-BAR_AXIS_WIDTH = 58  # px: fixed, so the heatmap does not move when tick labels change width
+BAR_AXIS_WIDTH = 76  # px, with the overlay label: fixed, so the heatmap does not move when tick labels change width
 
 
 def compact_ticks(values, scale, spacing) -> list[str]:
     """Colorbar tick labels of at most 7 characters ("0.0012", "1.2e-05", "-3.5e+03")."""
     return [f"{v * scale:.3g}" for v in values]
-
-
-def _rgba_map(values: np.ndarray, cmap: str, lo: float, hi: float) -> np.ndarray:
-    """[rows, cols] float -> [rows, cols, 4] uint8; NaN (no attention defined there) is transparent."""
-    rgba = map_values(cmap, np.nan_to_num(values, nan=lo), lo, hi)
-    rgba[np.isnan(values)] = 0
-    return rgba
 
 
 class ImageView(pg.GraphicsLayoutWidget):
@@ -65,8 +59,10 @@ class ImageView(pg.GraphicsLayoutWidget):
                                         interactive=False, colorMapMenu=False)
         self.colorbar.axis.setWidth(BAR_AXIS_WIDTH)
         self.colorbar.axis.tickStrings = compact_ticks  # fits the fixed width at any value range
+        self.colorbar.axis.enableAutoSIPrefix(False)  # a label would otherwise read "(x0.001)"
         self.addItem(self.colorbar, row=1, col=1)
-        self._bar_cmap = DEFAULT_COLORMAP
+        self._bar_key = (DEFAULT_COLORMAP, "blend", 1.0)  # what the bar shows: colormap, overlay, opacity
+        self.colorbar.axis.setLabel(OVERLAY_TEXT["blend"], color="#9aa0a6")
         self.scene().sigMouseClicked.connect(self._on_scene_click)
         self.scene().sigMouseMoved.connect(self._on_scene_move)
         self._image_size: tuple[int, int] | None = None
@@ -113,7 +109,7 @@ class ImageView(pg.GraphicsLayoutWidget):
 
     def set_map(self, values: np.ndarray | None, extent: tuple[float, float, float, float] | None = None,
                 cmap: str = DEFAULT_COLORMAP, levels: tuple[float, float] | None = None,
-                opacity: float = 0.6) -> None:
+                opacity: float = 0.6, overlay: str = "blend") -> None:
         """Draw a [rows, cols] map over `extent` (x0, y0, x1, y1), one cell per token, nearest-neighbour
         (a token's value is never smeared into its neighbours)."""
         if values is None:
@@ -124,13 +120,16 @@ class ImageView(pg.GraphicsLayoutWidget):
             (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0))
         if hi <= lo:
             hi = lo + 1e-6
-        self.overlay.setImage(_rgba_map(values, cmap, lo, hi), levels=(0, 255))
+        self.overlay.setImage(overlay_rgba(values, cmap, lo, hi, opacity, overlay), levels=(0, 255))
         x0, y0, x1, y1 = extent
         self.overlay.setRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
-        self.overlay.setOpacity(opacity)
-        if cmap != self._bar_cmap:  # setColorMap rebuilds the bar: only when the colormap changed
-            self.colorbar.setColorMap(colormap(cmap))
-            self._bar_cmap = cmap
+        key = (cmap, overlay, opacity if overlay == "alpha" else 1.0)
+        if key != self._bar_key:  # setColorMap rebuilds the bar: only when what it shows changed
+            lut = bar_rgba(*key)
+            self.colorbar.setColorMap(colormap(cmap) if overlay == "blend" else
+                                      pg.ColorMap(np.linspace(0.0, 1.0, len(lut)), lut))
+            self.colorbar.axis.setLabel(OVERLAY_TEXT[overlay], color="#9aa0a6")
+            self._bar_key = key
         self.colorbar.setLevels((lo, hi))
         self.levels = (lo, hi)
 

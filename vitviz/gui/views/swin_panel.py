@@ -328,7 +328,7 @@ class SwinPanel(Panel):
                 view.set_map(None)
                 view.set_title(f"Stage {s.stage} · block {s.block} · click the image to select a token")
                 return
-            view.set_map(self.current_map(), grid.extent(), s.colormap, opacity=s.opacity)
+            view.set_map(self.current_map(), grid.extent(), s.colormap, opacity=s.opacity, overlay=s.overlay)
             view.set_title(summary_title(a, s.head))
             return
         parts, regions = window_marks(a, s.stage, s.block, s.partition, s.regions)
@@ -336,7 +336,7 @@ class SwinPanel(Panel):
         self.overlay.set_regions(regions)
         self.overlay.set_window([token_rect(r, xs, ys) for r in a.window_rects(s.stage, s.block, *t)])
         view.set_selection(grid.rect(*t))
-        view.set_map(self.current_map(), grid.extent(), s.colormap, opacity=s.opacity)
+        view.set_map(self.current_map(), grid.extent(), s.colormap, opacity=s.opacity, overlay=s.overlay)
         view.set_title(attention_title(s.replace(token=t)))
 
     def _refresh_heads(self) -> None:

@@ -111,8 +111,8 @@ class ViTPanel(Panel):
     def on_state_change(self, old, new) -> None:
         if (old.model_view != new.model_view):
             self._show_base_image()
-        if (old.query, old.direction, old.colormap, old.opacity, old.grid) != \
-                (new.query, new.direction, new.colormap, new.opacity, new.grid):
+        if (old.query, old.direction, old.colormap, old.opacity, old.overlay, old.grid) != \
+                (new.query, new.direction, new.colormap, new.opacity, new.overlay, new.grid):
             self.refresh()
             return
         if (old.layer, old.head) != (new.layer, new.head):
@@ -209,7 +209,7 @@ class ViTPanel(Panel):
         if self.analysis is None:
             return
         a, s = self.analysis, self.state
-        self.main_view.set_map(self.current_map(), a.grid.extent(), s.colormap, opacity=s.opacity)
+        self.main_view.set_map(self.current_map(), a.grid.extent(), s.colormap, opacity=s.opacity, overlay=s.overlay)
         self.main_view.set_title(attention_title(s))
         shown = self._grid_for  # a layer or head switch leaves the grid's tiles as they are
         if shown is None or shown[0] is not a or shown[1:] != (s.query, s.direction, s.colormap):
@@ -236,7 +236,7 @@ class ViTPanel(Panel):
                 self.method_view.set_map(None)
             self.method_view.set_title(f"{title} · computing…")
             return
-        self.method_view.set_map(values, a.grid.extent(), s.colormap, opacity=s.opacity)
+        self.method_view.set_map(values, a.grid.extent(), s.colormap, opacity=s.opacity, overlay=s.overlay)
         self._method_map_for = a
         self.method_view.set_title(title)
 
