@@ -220,18 +220,24 @@ class AnalysesWindow(QtWidgets.QWidget):
         self.scatter.clear()
         if v is None:
             return
-        H = v.shape[1]
         dots = self.dot_positions()
-        self.scatter.setData(
-            x=[d[0] for d in dots], y=[d[1] for d in dots], data=[(d[2], d[3]) for d in dots],
-            brush=[pg.mkBrush(pg.intColor(d[3], hues=max(H, 2), values=1, maxValue=230)) for d in dots],
-            pen=pg.mkPen(0, 0, 0, 160))
+        brushes = self._head_brushes(v.shape[1])
+        self.scatter.setData(x=[d[0] for d in dots], y=[d[1] for d in dots], data=[(d[2], d[3]) for d in dots],
+                             brush=[brushes[d[3]] for d in dots], pen=self._dot_pen)
         self.scatter_plot.setLabel("left", label)
         self.scatter_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(v.shape[0])]])
         ys = v.ravel()
         pad = 0.05 * (ys.max() - ys.min() or 1.0)
         self.scatter_plot.setRange(xRange=(-0.6, v.shape[0] - 0.4), yRange=(min(0.0, ys.min() - pad), ys.max() + pad),
                                    padding=0)
+
+    def _head_brushes(self, heads: int) -> list:
+        """One brush per head, kept: the scatter's symbol atlas renders each (pen, brush) once."""
+        if len(getattr(self, "_brushes", ())) != heads:
+            self._brushes = [pg.mkBrush(pg.intColor(h, hues=max(heads, 2), values=1, maxValue=230))
+                             for h in range(heads)]
+            self._dot_pen = pg.mkPen(0, 0, 0, 160)
+        return self._brushes
 
     def value_text(self, layer: int, head: int) -> str:
         v, _ = self._scatter_values()
