@@ -29,6 +29,7 @@ GROUPS = {
     "capture": "vitviz.bench.capture",
     "gui": "vitviz.bench.gui",
     "rollout": "vitviz.bench.rollout",
+    "relevance_detr": "vitviz.bench.relevance_detr",
     "startup": "vitviz.bench.startup",
     "memory": "vitviz.bench.memory",
 }

@@ -83,6 +83,27 @@ def live_detr_attention(model: nn.Module, attn: dict, grads: dict):
             hd.remove()
 
 
+@contextmanager
+def backbone_without_grad(model: nn.Module):
+    """Within the block the CNN backbone runs without autograd (no attention there, and its graph
+    would cost most of the time and memory); its features enter the transformer as a leaf that
+    requires grad, so every attention is on the graph even with frozen parameters."""
+    def before(module, args):
+        torch.set_grad_enabled(False)  # restored by `after`, or by the caller's enable_grad on error
+
+    def after(module, args, output):
+        torch.set_grad_enabled(True)
+        feats, *rest = output
+        return (feats.detach().requires_grad_(True), *rest)
+
+    handles = [model.backbone.register_forward_pre_hook(before), model.backbone.register_forward_hook(after)]
+    try:
+        yield
+    finally:
+        for hd in handles:
+            hd.remove()
+
+
 def pixel_mask(analysis) -> np.ndarray:
     """(H, W) bool, True = padding: the mask the model got with `analysis.model_input` (padding is
     bottom/right of the resized image, whose size the grid's transform records)."""
@@ -103,12 +124,12 @@ def detr_attention_grads(loaded, model_input: np.ndarray, mask: np.ndarray, quer
         model = loaded.module
         attn, grads, feat = {}, {}, {}
         x = torch.from_numpy(np.ascontiguousarray(model_input)).unsqueeze(0).to(loaded.device)
-        x.requires_grad_(True)  # every A on the graph even with frozen parameters
         m = torch.from_numpy(np.ascontiguousarray(mask)).unsqueeze(0).to(loaded.device)
         keep_mask = model.transformer.register_forward_pre_hook(
             lambda mod, args: feat.__setitem__("mask", args[1][0].detach().cpu().numpy()))
         try:
-            with torch.enable_grad(), autocast(loaded), live_detr_attention(model, attn, grads):
+            with (torch.enable_grad(), autocast(loaded), backbone_without_grad(model),
+                  live_detr_attention(model, attn, grads)):
                 logits = model(x, m)["pred_logits"]
                 y = logits[0, query, cls]
                 keys = sorted(attn, key=lambda k: (GROUPS.index(k[0]), k[1]))
