@@ -326,3 +326,37 @@ def test_cli_errors(tmp_path, capsys):
     assert e.value.code == 2 and "unknown analysis 'nope'" in capsys.readouterr().err
     assert main(["analyses", str(tmp_path), "--model", "test_reg_vit"]) == 2
     assert "no images found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------- Swin
+
+
+def test_swin_distance_and_entropy_per_token_through_the_shift_and_padding():
+    from tests.swin_helpers import TINY_SWIN  # noqa: F401 (registers test_tiny_swin)
+
+    a = vitviz.analyze(np.zeros((80, 90, 3), np.uint8) + 90, model="test_tiny_swin", attention_dtype="float32")
+    got_d, got_h = a.analyse("attention_distance"), a.analyse("attention_entropy")
+    assert got_d.shape == (8, 4)
+    assert any(b.shifted for b in a.blocks) and any(b.padding != (0, 0) for b in a.blocks)
+    for b in a.blocks:
+        g = a.stage_grid(b.stage)
+        rows, cols = b.feature_size
+        att = a.window_attention(b.stage, b.block).astype(np.float64)
+        coords = a.token_coords(b.stage, b.block)
+        for h in range(b.heads):
+            ds, hs = [], []
+            for r in range(rows):
+                for c in range(cols):  # token by token, through the roll
+                    slot = a.window_of(b.stage, b.block, r, c)
+                    row = att[slot.window, h, slot.index]
+                    keys = coords[slot.window]
+                    real = (keys[:, 0] < rows) & (keys[:, 1] < cols)
+                    w = row[real] / row[real].sum()
+                    dy = (keys[real, 0] - r) * g.cell_h
+                    dx = (keys[real, 1] - c) * g.cell_w
+                    ds.append(float((w * np.hypot(dy, dx)).sum()))
+                    hs.append(-sum(x * math.log(x) for x in row if x > 0))
+            assert got_d[b.index, h] == pytest.approx(np.mean(ds), rel=1e-6), (b.stage, b.block, h)
+            assert got_h[b.index, h] == pytest.approx(np.mean(hs), rel=1e-6)
+        assert np.isnan(got_d[b.index, b.heads:]).all()
+    assert got_d[0, 0] > 0 and got_d[6, 0] > got_d[0, 0]  # later stages: coarser cells, longer reach

@@ -101,11 +101,25 @@ def test_non_vit_and_open_function(qtbot, analysis):
     assert open_analyses_window(host) is w and w.isVisible()
 
     class Other:
-        family = "swin"
+        family = "detr"
 
     w.set_analysis(Other())
-    assert "for ViT models" in w.status.text() and len(w.scatter.points()) == 0
+    assert "for ViT and Swin models" in w.status.text() and len(w.scatter.points()) == 0
     with qtbot.waitSignal(w.resultsShown, timeout=30000):
         assert open_analyses_window(host, analysis) is w
     w.close()
     assert w._thread is None  # closing stops the worker thread
+
+
+def test_swin_shows_distance_per_block_and_no_vit_tabs(qtbot, win):
+    from tests.swin_helpers import TINY_SWIN  # noqa: F401 (registers test_tiny_swin)
+
+    a = vitviz.analyze(np.full((80, 80, 3), 120, np.uint8), model="test_tiny_swin")
+    shown(qtbot, win, a)
+    dist = a.analyse("attention_distance")
+    pts = win.scatter.points()
+    assert len(pts) == sum(b.heads for b in a.blocks) == 24
+    assert sorted(p.pos().y() for p in pts) == pytest.approx(sorted(dist[np.isfinite(dist)]))
+    assert not win.tabs.isTabEnabled(1) and not win.tabs.isTabEnabled(2)
+    assert "8 blocks over 4 stages" in win.status.text()
+    assert win.value_text(7, 3).startswith("block 7, head 3: distance")

@@ -23,6 +23,7 @@ from .views.head_grid import HeadGridView
 from .views.tile_plot import tile_plot
 
 pg.setConfigOptions(imageAxisOrder="row-major")  # as the image views: arrays are (rows, cols)
+FAMILIES = ("vit", "swin")  # what the analyses apply to (Swin: distance and entropy, per block)
 SPREAD = 0.5  # the heads of a layer spread over this width around the layer's x, so dots can be picked
 
 
@@ -137,26 +138,33 @@ class AnalysesWindow(QtWidgets.QWidget):
     def set_analysis(self, analysis) -> None:
         """Show the analyses of `analysis` (a ViTAnalysis; other families say what applies)."""
         self.analysis = analysis
-        if analysis is None or analysis.family != "vit":
+        family = getattr(analysis, "family", None)
+        for i in (1, 2):  # position embedding and DINO masks: ViT only
+            self.tabs.setTabEnabled(i, family == "vit")
+        if family not in FAMILIES:
             self._rid += 1
             self.results = {}
-            fam = getattr(analysis, "family", "no")
-            self.status.setText(f"These analyses are for ViT models; the analysis on screen is {fam}.")
+            self.status.setText(f"These analyses are for ViT and Swin models; the analysis on screen is "
+                                f"{family or 'none'}.")
             self.scatter.clear()
             return
-        self.mask_layer.blockSignals(True)
-        self.mask_layer.setRange(-1, analysis.num_layers - 1)
-        self.mask_layer.blockSignals(False)
+        if family == "vit":
+            self.mask_layer.blockSignals(True)
+            self.mask_layer.setRange(-1, analysis.num_layers - 1)
+            self.mask_layer.blockSignals(False)
         self._request()
 
     def _request(self) -> None:
-        if self.analysis is None or self.analysis.family != "vit":
+        family = getattr(self.analysis, "family", None)
+        if family not in FAMILIES:
             return
         self._ensure_worker()
         self._rid += 1
-        layer = self.mask_layer.value()
-        requests = [("attention_distance", {}), ("attention_entropy", {}), ("position_similarity", {}),
-                    ("dino_masks", {"threshold": round(self.threshold.value(), 4), "layer": layer})]
+        requests = [("attention_distance", {}), ("attention_entropy", {})]
+        if family == "vit":
+            requests += [("position_similarity", {}),
+                         ("dino_masks", {"threshold": round(self.threshold.value(), 4),
+                                         "layer": self.mask_layer.value()})]
         self.status.setText(f"Computing the analyses of {self.analysis.model_name}…")
         self._submit.emit(self._rid, self.analysis, requests)
 
@@ -193,9 +201,12 @@ class AnalysesWindow(QtWidgets.QWidget):
         self._draw_masks()
         a = self.analysis
         errors = [f"{k}: {v}" for k, v in results.items() if isinstance(v, str)]
-        self.status.setText(f"{a.model_name} ({a.weights}), {a.num_layers} layers x {a.num_heads} heads, "
-                            f"{a.grid.rows}x{a.grid.cols} patches, {a.num_prefix_tokens} prefix token(s)"
-                            + ("; " + "; ".join(errors) if errors else ""))
+        if a.family == "vit":
+            what = (f"{a.num_layers} layers x {a.num_heads} heads, {a.grid.rows}x{a.grid.cols} patches, "
+                    f"{a.num_prefix_tokens} prefix token(s)")
+        else:
+            what = f"{len(a.blocks)} blocks over {a.num_stages} stages, distances inside the windows"
+        self.status.setText(f"{a.model_name} ({a.weights}), {what}" + ("; " + "; ".join(errors) if errors else ""))
         self.resultsShown.emit()
 
     # -------------------------------------------------------------------------------- drawing
@@ -213,7 +224,8 @@ class AnalysesWindow(QtWidgets.QWidget):
             return []
         L, H = v.shape
         offs = (np.arange(H) - (H - 1) / 2) * (SPREAD / max(H, 1))
-        return [(layer + offs[h], float(v[layer, h]), layer, h) for layer in range(L) for h in range(H)]
+        return [(layer + offs[h], float(v[layer, h]), layer, h) for layer in range(L) for h in range(H)
+                if np.isfinite(v[layer, h])]  # Swin: NaN where a stage has fewer heads
 
     def _draw_scatter(self) -> None:
         v, label = self._scatter_values()
@@ -225,8 +237,9 @@ class AnalysesWindow(QtWidgets.QWidget):
         self.scatter.setData(x=[d[0] for d in dots], y=[d[1] for d in dots], data=[(d[2], d[3]) for d in dots],
                              brush=[brushes[d[3]] for d in dots], pen=self._dot_pen)
         self.scatter_plot.setLabel("left", label)
+        self.scatter_plot.setLabel("bottom", "block" if self.analysis.family == "swin" else "layer")
         self.scatter_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(v.shape[0])]])
-        ys = v.ravel()
+        ys = v[np.isfinite(v)]
         pad = 0.05 * (ys.max() - ys.min() or 1.0)
         self.scatter_plot.setRange(xRange=(-0.6, v.shape[0] - 0.4), yRange=(min(0.0, ys.min() - pad), ys.max() + pad),
                                    padding=0)
@@ -243,7 +256,8 @@ class AnalysesWindow(QtWidgets.QWidget):
         v, _ = self._scatter_values()
         unit = "nats" if self.entropy_box.isChecked() else "px"
         what = "entropy" if self.entropy_box.isChecked() else "distance"
-        return f"layer {layer}, head {head}: {what} {v[layer, head]:.2f} {unit}"
+        depth = "block" if self.analysis.family == "swin" else "layer"
+        return f"{depth} {layer}, head {head}: {what} {v[layer, head]:.2f} {unit}"
 
     def _on_hover(self, item, points, ev) -> None:
         if len(points):

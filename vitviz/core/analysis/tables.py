@@ -57,11 +57,14 @@ class Measure:
 _P = "vitviz.core.analysis."
 _MEASURES: NamedTable[Measure] = NamedTable("analysis", missing=ValueError)
 for _m in (
-    Measure("attention_distance", "Mean attention distance", {"vit": _P + "distance:vit"},
+    Measure("attention_distance", "Mean attention distance",
+            {"vit": _P + "distance:vit", "swin": _P + "swin_distance:attention_distance"},
             ("layer", "head"), "pixels",
             description="mean over patch queries i of sum_j Â_ij ||p_i - p_j||, Â the attention rows "
-                        "renormalised over the patch keys, p patch centres in model-input pixels"),
-    Measure("attention_entropy", "Attention entropy", {"vit": _P + "entropy:vit"}, ("layer", "head"),
+                        "renormalised over the patch keys, p patch centres in model-input pixels (Swin: inside "
+                        "the windows, at the tokens' true positions; layer = block over all stages)"),
+    Measure("attention_entropy", "Attention entropy",
+            {"vit": _P + "entropy:vit", "swin": _P + "swin_distance:attention_entropy"}, ("layer", "head"),
             "nats", description="mean over patch queries i of -sum_j A_ij log A_ij over all keys"),
     Measure("position_similarity", "Position-embedding similarity",
             {"vit": _P + "embeddings:position_similarity"}, ("row", "col", "row", "col"), "cosine",
