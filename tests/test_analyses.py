@@ -360,3 +360,41 @@ def test_swin_distance_and_entropy_per_token_through_the_shift_and_padding():
             assert got_h[b.index, h] == pytest.approx(np.mean(hs), rel=1e-6)
         assert np.isnan(got_d[b.index, b.heads:]).all()
     assert got_d[0, 0] > 0 and got_d[6, 0] > got_d[0, 0]  # later stages: coarser cells, longer reach
+
+
+# ---------------------------------------------------------------------------------------- DETR
+
+
+def test_detr_query_specialisation_over_a_folder(tmp_path):
+    from PIL import Image
+
+    from vitviz.core.analysis.detr_queries import size_class, specialisation
+    from vitviz.core.models.detr_specs import detr_spec
+
+    register(detr_spec("test_analyses_detr", "Tiny DETR (analyses tests)", Preprocess("resize_short", 96, max_size=160),
+                       group="Tests", backbone="resnet18", d_model=32, nheads=2, enc_layers=1, dec_layers=2,
+                       dim_feedforward=64, num_queries=6))
+    rng = np.random.default_rng(4)
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (90 + 20 * i, 120, 3), dtype=np.uint8), "RGB").save(p)
+        paths.append(str(p))
+    res = measure_many(paths, ["query_boxes"], model="test_analyses_detr", weights="random", workers=0)
+    spec = specialisation(res, threshold=0.0)
+    assert spec.boxes.shape == (3, 6, 6) and spec.num_queries == 6
+    for i, p in enumerate(paths):
+        a = vitviz.analyze(p, model="test_analyses_detr", weights="random")
+        probs = np.exp(a.logits - a.logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        np.testing.assert_allclose(spec.boxes[i, :, :4], a.boxes, atol=1e-5)
+        np.testing.assert_allclose(spec.boxes[i, :, 4], probs[:, :-1].max(-1), atol=1e-5)
+        assert (spec.boxes[i, :, 5] == probs[:, :-1].argmax(-1)).all()
+    q = 2
+    assert np.array_equal(spec.centres(q), spec.boxes[:, q, :2])
+    assert spec.fired(q) == paths  # every score beats 0
+    top = float(spec.boxes[:, q, 4].max())
+    assert specialisation(res, threshold=top).fired(q) == []
+    assert list(size_class(np.array([[0.5, 0.5, 0.2, 0.2], [0.5, 0.5, 0.8, 0.3], [0.5, 0.5, 0.3, 0.8]]))) == \
+        ["small", "horizontal", "vertical"]
+    assert sum(c.sum() for c in spec.counts().values()) == 18

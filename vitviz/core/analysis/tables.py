@@ -31,11 +31,16 @@ class Measure:
     params: tuple = ()
     needs_model: bool = False  # reads the model's parameters or runs it again
     description: str = ""
+    per_image: bool | None = None  # kept for every image over a folder (None: the (layer, head) tables)
 
     @property
     def per_layer_head(self) -> bool:
         """A (layers, heads) table: small, kept per image over a folder and written to CSV."""
         return self.axes == ("layer", "head")
+
+    @property
+    def keeps_per_image(self) -> bool:
+        return self.per_layer_head if self.per_image is None else self.per_image
 
     def resolve(self, params: dict | None = None) -> dict:
         params = dict(params or {})
@@ -80,6 +85,10 @@ for _m in (
              Param("layer", -1, label="layer")),
             description="per head, the smallest set of patches holding `threshold` of the class "
                         "token's attention mass over the patches"),
+    Measure("query_boxes", "DETR query boxes", {"detr": _P + "detr_queries:query_boxes"}, ("query", "box"),
+            "", per_image=True,
+            description="per object-query slot: box centre and size normalised by the image, best "
+                        "real-class score, its class (over a folder: the slots' specialisation)"),
     Measure("token_norms", "Token norms", {"vit": _P + "token_norms:vit"}, ("layer", "token"), "",
             needs_model=True, description="||x_l,i|| of every token at every encoder layer's output"),
 ):
@@ -112,7 +121,7 @@ class FolderMeasures:
     params: dict = field(default_factory=dict)  # name -> resolved parameters
     sources: list = field(default_factory=list)
     means: dict = field(default_factory=dict)  # name -> ndarray
-    per_image: dict = field(default_factory=dict)  # name -> list of ndarray (per_layer_head only)
+    per_image: dict = field(default_factory=dict)  # name -> list of ndarray (keeps_per_image only)
     failures: list = field(default_factory=list)  # (source, error)
     cancelled: bool = False
 
@@ -147,7 +156,7 @@ def measure_many(images, names, model=None, weights=None, *, params: dict | None
                 raise ValueError(f"{m.name}: {r.source} gives shape {v.shape}, earlier images "
                                  f"{sums[m.name].shape}; images of one run must give one grid")
             sums[m.name] = sums.get(m.name, 0.0) + v
-            if m.per_layer_head:
+            if m.keeps_per_image:
                 out.per_image.setdefault(m.name, []).append(v)
     out.cancelled = cancel is not None and cancel.is_set()
     out.means = {k: s / len(out.sources) for k, s in sums.items()}
