@@ -398,3 +398,11 @@ def test_detr_query_specialisation_over_a_folder(tmp_path):
     assert list(size_class(np.array([[0.5, 0.5, 0.2, 0.2], [0.5, 0.5, 0.8, 0.3], [0.5, 0.5, 0.3, 0.8]]))) == \
         ["small", "horizontal", "vertical"]
     assert sum(c.sum() for c in spec.counts().values()) == 18
+
+
+def test_high_norm_tokens_and_prefix_names(reg_analysis):
+    from vitviz.core.analysis.token_norms import high_norm_tokens, prefix_names
+
+    norms = np.array([50.0, 3.0, 1.0, 1.1, 0.9, 5.0, 1.0, 2.5])  # 2 prefix tokens, then 6 patches
+    assert list(high_norm_tokens(norms, 2, factor=2.0)) == [5, 7]  # median of the patches is 1.05
+    assert prefix_names(reg_analysis) == ["class", "distillation", "register 0", "register 1"]

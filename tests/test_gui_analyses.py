@@ -123,3 +123,22 @@ def test_swin_shows_distance_per_block_and_no_vit_tabs(qtbot, win):
     assert not win.tabs.isTabEnabled(1) and not win.tabs.isTabEnabled(2)
     assert "8 blocks over 4 stages" in win.status.text()
     assert win.value_text(7, 3).startswith("block 7, head 3: distance")
+
+
+def test_token_norms_tab_computes_on_demand_and_lists_prefix_tokens(qtbot, win):
+    import tests.test_analyses  # noqa: F401 (registers test_reg_vit)
+
+    a = vitviz.analyze(np.full((64, 64, 3), 90, np.uint8), model="test_reg_vit")
+    shown(qtbot, win, a)
+    assert "token_norms" not in win.results  # a forward of its own: only when the tab is shown
+    with qtbot.waitSignal(win.resultsShown, timeout=30000):
+        win.tabs.setCurrentIndex(3)
+    norms = a.analyse("token_norms")
+    np.testing.assert_allclose(win.results["token_norms"], norms)
+    x, counts = win.hist.getData()
+    assert counts.sum() == 4 + 36
+    assert [line.label.toPlainText() for line in win.prefix_lines] == \
+        ["class", "distillation", "register 0", "register 1"]
+    assert "register 1 " + f"{norms[-1, 3]:.1f}" in win.norms_label.text()
+    win.norm_layer.setValue(0)
+    assert win.norms_label.text().startswith("Layer 0 output")

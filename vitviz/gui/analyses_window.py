@@ -24,7 +24,9 @@ from .views.tile_plot import tile_plot
 
 pg.setConfigOptions(imageAxisOrder="row-major")  # as the image views: arrays are (rows, cols)
 FAMILIES = ("vit", "swin")  # what the analyses apply to (Swin: distance and entropy, per block)
-SPREAD = 0.5  # the heads of a layer spread over this width around the layer's x, so dots can be picked
+SPREAD = 0.5
+NORMS_TAB = 3  # token norms: a forward of their own, computed when the tab is shown
+HIGH_NORM = 2.0  # patch tokens above this many times the layer's median patch norm are marked  # the heads of a layer spread over this width around the layer's x, so dots can be picked
 
 
 class _Job(QtCore.QObject):
@@ -131,6 +133,43 @@ class AnalysesWindow(QtWidgets.QWidget):
         split.setSizes([430, 140])
         lay.addWidget(split, 1)
         self.tabs.addTab(page, "DINO masks")
+        self._build_norms_tab()
+
+    def _build_norms_tab(self) -> None:
+        page = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(page)
+        row = QtWidgets.QHBoxLayout()
+        self.norm_layer = QtWidgets.QSpinBox(minimum=-1, maximum=0, value=-1)
+        self.norm_layer.setSpecialValueText("last")
+        self.norm_layer.valueChanged.connect(self._draw_norms)
+        self.norms_label = QtWidgets.QLabel("")
+        self.norms_label.setWordWrap(True)
+        row.addWidget(QtWidgets.QLabel("Layer"))
+        row.addWidget(self.norm_layer)
+        row.addWidget(self.norms_label, 1)
+        lay.addLayout(row)
+        view = pg.GraphicsLayoutWidget()
+        view.setBackground("#202124")
+        self.norms_plot = tile_plot(view, top_axis=False)
+        self.norms_image = pg.ImageItem()
+        self.norms_plot.addItem(self.norms_image)
+        self.outliers = pg.PlotDataItem(connect="pairs", pen=pg.mkPen("#ff3b30", width=2))
+        self.norms_plot.addItem(self.outliers)
+        self.hist_plot = view.addPlot(row=0, col=1)
+        self.hist_plot.setMenuEnabled(False)
+        self.hist_plot.hideButtons()
+        self.hist_plot.setLabel("bottom", "token norm")
+        self.hist_plot.setLabel("left", "tokens")
+        self.hist = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=(80, 160, 255, 150))
+        self.hist_plot.addItem(self.hist)
+        self.prefix_lines: list = []
+        lay.addWidget(view, 1)
+        self.tabs.addTab(page, "Token norms")
+        self.tabs.currentChanged.connect(lambda i: self._request() if self._norms_missing() else None)
+
+    def _norms_missing(self) -> bool:
+        return (self.tabs.currentIndex() == NORMS_TAB and getattr(self.analysis, "family", None) == "vit"
+                and "token_norms" not in self.results)
 
     # ------------------------------------------------------------------------------ computing
 
@@ -139,7 +178,8 @@ class AnalysesWindow(QtWidgets.QWidget):
         """Show the analyses of `analysis` (a ViTAnalysis; other families say what applies)."""
         self.analysis = analysis
         family = getattr(analysis, "family", None)
-        for i in (1, 2):  # position embedding and DINO masks: ViT only
+        self.results = {}
+        for i in (1, 2, NORMS_TAB):  # position embedding, DINO masks, token norms: ViT only
             self.tabs.setTabEnabled(i, family == "vit")
         if family not in FAMILIES:
             self._rid += 1
@@ -149,9 +189,10 @@ class AnalysesWindow(QtWidgets.QWidget):
             self.scatter.clear()
             return
         if family == "vit":
-            self.mask_layer.blockSignals(True)
-            self.mask_layer.setRange(-1, analysis.num_layers - 1)
-            self.mask_layer.blockSignals(False)
+            for spin in (self.mask_layer, self.norm_layer):
+                spin.blockSignals(True)
+                spin.setRange(-1, analysis.num_layers - 1)
+                spin.blockSignals(False)
         self._request()
 
     def _request(self) -> None:
@@ -165,6 +206,8 @@ class AnalysesWindow(QtWidgets.QWidget):
             requests += [("position_similarity", {}),
                          ("dino_masks", {"threshold": round(self.threshold.value(), 4),
                                          "layer": self.mask_layer.value()})]
+            if self._norms_missing():
+                requests.append(("token_norms", {}))
         self.status.setText(f"Computing the analyses of {self.analysis.model_name}…")
         self._submit.emit(self._rid, self.analysis, requests)
 
@@ -195,10 +238,11 @@ class AnalysesWindow(QtWidgets.QWidget):
     def _on_done(self, rid: int, results: dict) -> None:
         if rid != self._rid:
             return  # superseded
-        self.results = results
+        self.results.update(results)
         self._draw_scatter()
         self._draw_position()
         self._draw_masks()
+        self._draw_norms()
         a = self.analysis
         errors = [f"{k}: {v}" for k, v in results.items() if isinstance(v, str)]
         if a.family == "vit":
@@ -305,6 +349,46 @@ class AnalysesWindow(QtWidgets.QWidget):
         self.masks_plot.vb.setRange(QtCore.QRectF(0, 0, img.shape[1], img.shape[0]), padding=0.01)
         self.mask_grid.set_maps(masks[None].astype(np.float32), row_labels=["mask"],
                                 col_labels=[str(h) for h in range(H)])
+
+
+    def _draw_norms(self) -> None:
+        norms = self.results.get("token_norms")
+        if not isinstance(norms, np.ndarray):
+            if norms is not None:
+                self.norms_label.setText(f"No token norms: {norms}")
+            return
+        from ..core.analysis.token_norms import high_norm_tokens, prefix_names
+
+        a = self.analysis
+        layer = self.norm_layer.value() % norms.shape[0]
+        v = norms[layer]
+        p = a.num_prefix_tokens
+        patches = v[p:].reshape(a.grid.rows, a.grid.cols)
+        from ..core.colormaps import map_values
+
+        self.norms_image.setImage(map_values("viridis", patches, float(patches.min()), float(patches.max())),
+                                  levels=(0, 255))
+        self.norms_image.setRect(QtCore.QRectF(0, 0, a.grid.cols, a.grid.rows))
+        high = high_norm_tokens(v, p, HIGH_NORM) - p
+        mask = np.zeros(a.grid.rows * a.grid.cols, bool)
+        mask[high] = True
+        seg = mask_outline(mask.reshape(a.grid.rows, a.grid.cols), 1.0, 1.0)
+        self.outliers.setData(seg[:, :, 0].ravel(), seg[:, :, 1].ravel(), connect="pairs")
+        self.norms_plot.vb.setRange(QtCore.QRectF(0, 0, a.grid.cols, a.grid.rows), padding=0.02)
+        counts, edges = np.histogram(v, bins=max(10, min(60, v.size // 4)))
+        self.hist.setData(edges, counts)
+        for item in self.prefix_lines:
+            self.hist_plot.removeItem(item)
+        names = prefix_names(a)
+        self.prefix_lines = [pg.InfiniteLine(v[i], angle=90, pen=pg.mkPen("#ffb000" if i else "w", width=1.5),
+                                             label=names[i], labelOpts={"position": 0.9 - 0.08 * i, "color": "w"})
+                             for i in range(p)]
+        for item in self.prefix_lines:
+            self.hist_plot.addItem(item)
+        prefix = ", ".join(f"{names[i]} {v[i]:.1f}" for i in range(p))
+        self.norms_label.setText(
+            f"Layer {layer} output, ||x||: patches median {np.median(v[p:]):.1f}, max {v[p:].max():.1f}; "
+            f"{len(high)} high-norm patch(es) (> {HIGH_NORM:g}x median) outlined in red. Prefix: {prefix}.")
 
 
 def open_analyses_window(parent, analysis=None) -> AnalysesWindow:

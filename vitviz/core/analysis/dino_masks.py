@@ -16,10 +16,11 @@ def head_masks(attn_layer: np.ndarray, num_prefix: int, rows: int, cols: int,
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], not {threshold}")
     a = np.asarray(attn_layer[:, 0, num_prefix:], np.float64)  # (heads, P): class token -> patches
-    a = a / a.sum(-1, keepdims=True)
+    s = a.sum(-1, keepdims=True)
+    a = a / np.where(s > 0, s, 1.0)  # a head giving the patches no mass at all: an empty mask
     order = np.argsort(a, axis=-1, kind="stable")
     cum = np.cumsum(np.take_along_axis(a, order, -1), axis=-1)
-    keep_sorted = cum > 1.0 - threshold
+    keep_sorted = (cum > 1.0 - threshold) & (s > 0)
     keep = np.empty_like(keep_sorted)
     np.put_along_axis(keep, order, keep_sorted, -1)
     return keep.reshape(-1, rows, cols)

@@ -35,3 +35,13 @@ def high_norm_tokens(norms_layer: np.ndarray, num_prefix: int, factor: float = 2
     """(N,) norms of one layer -> indices of the patch tokens above factor x the median patch norm."""
     patches = np.asarray(norms_layer)[num_prefix:]
     return num_prefix + np.flatnonzero(patches > factor * np.median(patches))
+
+
+def prefix_names(analysis) -> list[str]:
+    """Names of the prefix tokens, in order: "class", then "distillation" (DeiT) and "register i"."""
+    from ..gradients import has_model, model_of
+
+    n = analysis.num_prefix_tokens
+    dist = has_model(analysis) and getattr(model_of(analysis).module, "dist_token", None) is not None
+    names = ["class"] + (["distillation"] if dist and n > 1 else [])
+    return (names + [f"register {i}" for i in range(n - len(names))])[:n]
