@@ -147,8 +147,10 @@ def test_gradient_capture_leaves_the_logits(tiny, which, request):
     logits, p, feat_mask = detr_attention_grads(tiny, a.model_input, pixel_mask(a), 2, 5)
     np.testing.assert_allclose(logits, a.logits, atol=1e-5)  # a.logits: the no-grad capture's
     np.testing.assert_array_equal(feat_mask, a.pad_mask)
-    assert {k: v.shape[:2] for k, v in p.items()} == {"enc_attn": (2, 4), "dec_self": (3, 4), "dec_cross": (3, 4)}
-    assert all(np.abs(v).max() > 0 for v in p.values())
+    hw = a.pad_mask.size
+    assert {k: v.shape for k, v in p.items()} == {"enc_attn": (2, hw, hw), "dec_self": (3, 12, 12),
+                                                  "dec_cross": (3, 12, hw), "cross_heads": (3, 4, hw)}
+    assert all(v.min() >= 0 and v.max() > 0 for v in p.values())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in tiny.module.modules())
 
 
@@ -166,6 +168,18 @@ def test_relevance_matches_independent_implementation(tiny, which, request):
             np.testing.assert_allclose(maxnorm(got), maxnorm(ref), atol=1e-3)
 
 
+def test_per_head_cross_attention_weights(tiny, plain):
+    """'Which heads matter for this detection': each decoder layer's (A * dA)^+ per cross-attention
+    head, for the target query, equals the reference's."""
+    from vitviz.core.capture.grad_detr import detr_products
+
+    a, x, mask = plain
+    p, t = detr_products(a, 6)
+    _, A, G, _ = hand_grads(tiny.module, x, mask, 6)
+    ref = np.stack([(g * w).clamp(min=0)[:, 6].numpy() for w, g in zip(A["cross"], G["cross"])])
+    np.testing.assert_allclose(p["cross_heads"] / ref.max(), ref / ref.max(), atol=1e-4)
+
+
 def test_encoder_only_is_the_vit_rule(tiny, plain):
     """With the decoder out of the rule, R_ii is the ViT relevance (vitviz.core.analysis.relevance)
     of each cell, and the reference's R_ii."""
@@ -176,7 +190,8 @@ def test_encoder_only_is_the_vit_rule(tiny, plain):
     a, x, mask = plain
     p, t = detr_products(a, 4)
     R_ii = detr_relevance(p)[0]
-    vit = np.stack([relevance_row(p["enc_attn"], i) for i in range(R_ii.shape[0])])
+    # the ViT code, given each encoder layer's Abar as a one-head product (clamping and the mean keep it)
+    vit = np.stack([relevance_row(p["enc_attn"][:, None], i) for i in range(R_ii.shape[0])])
     np.testing.assert_allclose(R_ii, vit, rtol=1e-12, atol=1e-12)
     _, A, G, _ = hand_grads(tiny.module, x, mask, 4)
     eye = np.eye(len(R_ii))

@@ -20,26 +20,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .relevance import relevance_layers
 
-
-def encoder_relevance(p_enc: np.ndarray, start_layer: int = 0) -> np.ndarray:
+def encoder_relevance(abar_enc: np.ndarray, start_layer: int = 0) -> np.ndarray:
     """(hw, hw) R_ii = (I + Abar_{L-1}) ... (I + Abar_start): the ViT rule over the encoder."""
-    abar = relevance_layers(p_enc)
-    L, n = abar.shape[0], abar.shape[-1]
+    L, n = abar_enc.shape[0], abar_enc.shape[-1]
     if not 0 <= int(start_layer) < L:
         raise ValueError(f"start_layer {start_layer} is out of range (the encoder has {L} layers: 0..{L - 1})")
     r = np.eye(n)
-    for a in abar[int(start_layer):]:
-        r = r + a @ r
+    for a in abar_enc[int(start_layer):]:
+        r = r + a.astype(np.float64) @ r
     return r
-
-
-def cross_layers(p: np.ndarray) -> np.ndarray:
-    """(L, Q, hw) float64 Abar of cross-attention (rectangular: queries x cells)."""
-    if p.ndim != 4:
-        raise ValueError(f"expected (layers, heads, Q, hw) attention x gradient, got shape {p.shape}")
-    return np.maximum(p.astype(np.float64), 0.0).mean(axis=1)
 
 
 def normalised_residual(r: np.ndarray) -> np.ndarray:
@@ -52,20 +42,19 @@ def normalised_residual(r: np.ndarray) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0) + np.eye(n)
 
 
-def detr_relevance(products: dict, start_layer: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def detr_relevance(abar: dict, start_layer: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(R_ii (hw, hw), R_qq (Q, Q), R_qi (Q, hw)) after the encoder and every decoder layer.
 
-    products: {"enc_attn": (L_enc, heads, hw, hw), "dec_self": (L_dec, heads, Q, Q),
-    "dec_cross": (L_dec, heads, Q, hw)}, each A * dA; start_layer: first encoder layer used."""
-    r_ii = encoder_relevance(products["enc_attn"], start_layer)
-    self_abar, cross_abar = relevance_layers(products["dec_self"]), cross_layers(products["dec_cross"])
-    q = self_abar.shape[-1]
-    if cross_abar.shape[-2:] != (q, r_ii.shape[0]):
-        raise ValueError(f"cross-attention {cross_abar.shape[-2:]} does not match {q} queries x "
+    abar: {"enc_attn": (L_enc, hw, hw), "dec_self": (L_dec, Q, Q), "dec_cross": (L_dec, Q, hw)}, each
+    mean_h max(A * dA, 0) (vitviz.core.capture.grad_detr); start_layer: first encoder layer used."""
+    r_ii = encoder_relevance(abar["enc_attn"], start_layer)
+    q = abar["dec_self"].shape[-1]
+    if abar["dec_cross"].shape[-2:] != (q, r_ii.shape[0]):
+        raise ValueError(f"cross-attention {abar['dec_cross'].shape[-2:]} does not match {q} queries x "
                          f"{r_ii.shape[0]} cells")
     r_ii_bar = normalised_residual(r_ii)
     r_qq, r_qi = np.eye(q), np.zeros((q, r_ii.shape[0]))
-    for a_qq, a_qi in zip(self_abar, cross_abar):
+    for a_qq, a_qi in zip(abar["dec_self"].astype(np.float64), abar["dec_cross"].astype(np.float64)):
         r_qq, r_qi = r_qq + a_qq @ r_qq, r_qi + a_qq @ r_qi
         r_qi = r_qi + normalised_residual(r_qq).T @ (a_qi @ r_ii_bar)
     return r_ii, r_qq, r_qi

@@ -49,13 +49,28 @@ def explicit_mha(mha: nn.MultiheadAttention, query, key, value, key_padding_mask
     return mha.out_proj(out), a
 
 
+def weighted_mean(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Abar = mean over heads of max(A * dA, 0) (clamped per head, then averaged), batch item 0,
+    float32, tiny values set to 0 (denormal chains are ~80x slower; ARCHITECTURE.md)."""
+    abar = (a[0].detach().float() * g[0].float()).clamp_(min=0).mean(dim=0)
+    return abar.masked_fill_(abar < TINY, 0.0)
+
+
 @contextmanager
-def live_detr_attention(model: nn.Module, attn: dict, grads: dict):
-    """Within the block every DETR attention runs explicitly; attn[(group, layer)] = A on the graph,
-    and after a backward grads[(group, layer)] = dy/dA (a tensor hook per A)."""
+def live_detr_attention(model: nn.Module, attn: dict, abar: dict):
+    """Within the block every DETR attention runs explicitly; attn[(group, layer)] = A on the graph.
+    In the backward a tensor hook on each A stores abar[(group, layer)] = weighted_mean(A, dy/dA)
+    (the gradient itself is not kept); cross-attention also keeps its per-head (A * dA)^+ under
+    ("cross_heads", layer), (heads, Q, hw)."""
     handles = []
 
     def make_hook(group: str, layer: int):
+        def on_grad(a, g):
+            with torch.no_grad():
+                abar[(group, layer)] = weighted_mean(a, g)
+                if group == "dec_cross":
+                    abar[("cross_heads", layer)] = (a[0].detach().float() * g[0].float()).clamp_(min=0)
+
         def hook(module, args, kwargs, output):
             bound = {**dict(zip(_MHA_PARAMS, args)), **kwargs}
             if bound.get("attn_mask") is not None:
@@ -67,10 +82,10 @@ def live_detr_attention(model: nn.Module, attn: dict, grads: dict):
             tol = (1e-4 if ref.dtype == torch.float32 else 2e-2) * max(1.0, ref.abs().max().item())
             if not err <= tol:
                 raise RuntimeError(f"{group} layer {layer}: the explicit attention differs from the "
-                                        f"model's output by {err:.3g} (tolerance {tol:.3g})")
+                                   f"model's output by {err:.3g} (tolerance {tol:.3g})")
             attn[(group, layer)] = a
             if a.requires_grad:
-                a.register_hook(lambda g, key=(group, layer): grads.__setitem__(key, g))
+                a.register_hook(lambda g: on_grad(a, g))
             return out, None
         return hook
 
@@ -117,40 +132,40 @@ def pixel_mask(analysis) -> np.ndarray:
 
 
 def detr_attention_grads(loaded, model_input: np.ndarray, mask: np.ndarray, query: int, cls: int):
-    """(logits (Q, classes + 1), products {group: (L, heads, rows, keys) float32 A * dA}, feature
-    mask (h, w)) for y = pred_logits[0, query, cls], batch item 0."""
+    """(logits (Q, classes + 1), abar, feature mask (h, w)) for y = pred_logits[0, query, cls], batch
+    item 0. abar: {"enc_attn": (L_enc, hw, hw), "dec_self": (L_dec, Q, Q), "dec_cross": (L_dec, Q, hw)}
+    float32 mean_h max(A * dA, 0), and "cross_heads": (L_dec, heads, hw) max(A * dA, 0) of each
+    cross-attention head for the target query."""
     from ..models.devices import autocast, run_with_oom_fallback
 
     def run(loaded):
         model = loaded.module
-        attn, grads, feat = {}, {}, {}
+        attn, abar, feat = {}, {}, {}
         x = torch.from_numpy(np.ascontiguousarray(model_input)).unsqueeze(0).to(loaded.device)
         m = torch.from_numpy(np.ascontiguousarray(mask)).unsqueeze(0).to(loaded.device)
         keep_mask = model.transformer.register_forward_pre_hook(
             lambda mod, args: feat.__setitem__("mask", args[1][0].detach().cpu().numpy()))
         try:
             with (torch.enable_grad(), autocast(loaded), backbone_without_grad(model),
-                  live_detr_attention(model, attn, grads)):
+                  live_detr_attention(model, attn, abar)):
                 logits = model(x, m)["pred_logits"]
-                y = logits[0, query, cls]
                 keys = sorted(attn, key=lambda k: (GROUPS.index(k[0]), k[1]))
-                torch.autograd.grad(y, [attn[k] for k in keys], allow_unused=True)  # fires the hooks; frees the graph
+                for (group, layer), a in attn.items():  # what no gradient reaches stays 0
+                    abar[(group, layer)] = torch.zeros(a.shape[-2:], device=a.device)
+                    if group == "dec_cross":
+                        abar[("cross_heads", layer)] = torch.zeros(a.shape[1:], device=a.device)
+                # drives the backward (the tensor hooks fill abar by layer); frees the graph
+                torch.autograd.grad(logits[0, query, cls], [attn[k] for k in keys], allow_unused=True)
         finally:
             keep_mask.remove()
-        products = {}
+        out = {}
         for group in GROUPS:
             layers = sorted(k[1] for k in keys if k[0] == group)
             if layers != list(range(len(layers))):
                 raise RuntimeError(f"DETR {group} layers ran as {layers}; cannot attribute their gradients")
-            p = []
-            for layer in layers:
-                a = attn[(group, layer)][0].detach().float()
-                g = grads.get((group, layer))
-                p.append(a * g[0].float() if g is not None else torch.zeros_like(a))  # unused: no gradient
-            p = torch.stack(p).cpu()
-            p[p.abs() < TINY] = 0.0
-            products[group] = p.numpy()
-        return logits[0].detach().float().cpu().numpy(), products, feat["mask"]
+            out[group] = torch.stack([abar[(group, i)] for i in layers]).cpu().numpy()
+        out["cross_heads"] = torch.stack([abar[("cross_heads", i)][:, query] for i in range(len(out["dec_cross"]))]).cpu().numpy()
+        return logits[0].detach().float().cpu().numpy(), out, feat["mask"]
 
     return run_with_oom_fallback(run, loaded)
 
@@ -171,8 +186,8 @@ def detection_target(analysis, target: int = -1):
 
 
 def detr_products(analysis, target: int = -1, contrast: int = -1):
-    """({group: A * dA} for the detection's class logit, Target): one backward per detection, cached
-    on the analysis (vitviz.core.gradients)."""
+    """(abar {group: mean_h max(A * dA, 0)} for the detection's class logit (detr_attention_grads),
+    Target): one backward per detection, cached on the analysis (vitviz.core.gradients)."""
     from ..gradients import cached_backward, model_of
 
     if int(contrast) != -1:
@@ -180,10 +195,10 @@ def detr_products(analysis, target: int = -1, contrast: int = -1):
     t = detection_target(analysis, target)
 
     def compute():
-        _, products, feat_mask = detr_attention_grads(model_of(analysis), analysis.model_input,
+        _, abar, feat_mask = detr_attention_grads(model_of(analysis), analysis.model_input,
                                                       pixel_mask(analysis), t.index, t.cls)
         if not np.array_equal(feat_mask, analysis.pad_mask):
             raise RuntimeError("the gradient pass saw another padding mask than the analysis")
-        return products
+        return abar
 
     return cached_backward(analysis, ("detr", t.index, t.cls), compute), t
