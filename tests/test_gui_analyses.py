@@ -142,3 +142,29 @@ def test_token_norms_tab_computes_on_demand_and_lists_prefix_tokens(qtbot, win):
     assert "register 1 " + f"{norms[-1, 3]:.1f}" in win.norms_label.text()
     win.norm_layer.setValue(0)
     assert win.norms_label.text().startswith("Layer 0 output")
+
+
+def test_clicking_a_position_tile_shows_that_patch_over_the_image(qtbot, win, analysis):
+    from vitviz.core.colormaps import overlay_rgba
+
+    shown(qtbot, win, analysis)
+    win.tabs.setCurrentIndex(1)
+    qtbot.wait(50)
+    grid = win.position_grid
+    qtbot.mouseClick(grid.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=grid.tile_center(2, 5))
+    assert win.patch == (2, 5)
+    sim = analysis.analyse("position_similarity")
+    assert np.array_equal(win.patch_overlay.image, overlay_rgba(sim[2, 5], "viridis", -1.0, 1.0, 0.75))
+    assert "patch (row 2, col 5)" in win.patch_plot.titleLabel.text
+
+
+def test_patch_filter_tiles(qtbot, win):
+    a = vitviz.analyze(np.full((64, 64, 3), 90, np.uint8), model="test_tiny_vit", weights="random")
+    shown(qtbot, win, a)
+    comps = a.analyse("patch_filters", k=28)
+    img = win.filters_image.image
+    assert img.shape == (4 * 16 + 3 * 2, 7 * 16 + 6 * 2, 4)  # 28 tiles of 16 x 16, 4 rows of 7
+    np.testing.assert_array_equal(img[18:34, 18:34, :3], np.floor(comps[8] * 255 + 0.5).astype(np.uint8))
+    assert "first 28 principal components" in win.filters_note.text()
+    shown(qtbot, win, vitviz.analyze(np.full((64, 64, 3), 90, np.uint8), model="demo_vit"))
+    assert "convolutional stem" in win.filters_note.text()

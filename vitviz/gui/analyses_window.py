@@ -19,13 +19,15 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from ..core.analysis.dino_masks import mask_outline
-from .views.head_grid import HeadGridView
-from .views.tile_plot import tile_plot
+from .views.head_grid import HeadGridView, composite
+from .views.tile_plot import highlight_item, tile_plot
 
 pg.setConfigOptions(imageAxisOrder="row-major")  # as the image views: arrays are (rows, cols)
 FAMILIES = ("vit", "swin")  # what the analyses apply to (Swin: distance and entropy, per block)
 SPREAD = 0.5
 NORMS_TAB = 3  # token norms: a forward of their own, computed when the tab is shown
+FILTERS_TAB = 4
+FILTERS_PER_ROW = 7  # the paper's 28 components as 4 rows of 7
 HIGH_NORM = 2.0  # patch tokens above this many times the layer's median patch norm are marked  # the heads of a layer spread over this width around the layer's x, so dots can be picked
 
 
@@ -101,9 +103,22 @@ class AnalysesWindow(QtWidgets.QWidget):
         self.position_note = QtWidgets.QLabel("Cosine similarity of each patch's position embedding "
                                               "with every other patch's (tile = row, col of the patch).")
         self.position_grid = HeadGridView("row", "col")
+        self.position_grid.tileClicked.connect(self.show_patch_similarity)
+        view = pg.GraphicsLayoutWidget()
+        view.setBackground("#202124")
+        self.patch_plot = tile_plot(view, top_axis=False)
+        self.patch_photo, self.patch_overlay = pg.ImageItem(), pg.ImageItem()
+        for item in (self.patch_photo, self.patch_overlay):
+            self.patch_plot.addItem(item)
+        self.patch_mark = highlight_item(self.patch_plot)
+        split = QtWidgets.QSplitter()
+        split.addWidget(self.position_grid)
+        split.addWidget(view)
+        split.setSizes([560, 380])
         lay.addWidget(self.position_note)
-        lay.addWidget(self.position_grid, 1)
+        lay.addWidget(split, 1)
         self.tabs.addTab(page, "Position embedding")
+        self.patch = (0, 0)  # the patch whose map is shown over the image (click a tile)
 
     def _build_masks_tab(self) -> None:
         page = QtWidgets.QWidget()
@@ -134,6 +149,20 @@ class AnalysesWindow(QtWidgets.QWidget):
         lay.addWidget(split, 1)
         self.tabs.addTab(page, "DINO masks")
         self._build_norms_tab()
+        self._build_filters_tab()
+
+    def _build_filters_tab(self) -> None:
+        page = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(page)
+        self.filters_note = QtWidgets.QLabel("")
+        view = pg.GraphicsLayoutWidget()
+        view.setBackground("#202124")
+        self.filters_plot = tile_plot(view, top_axis=False)
+        self.filters_image = pg.ImageItem()
+        self.filters_plot.addItem(self.filters_image)
+        lay.addWidget(self.filters_note)
+        lay.addWidget(view, 1)
+        self.tabs.addTab(page, "Patch filters")
 
     def _build_norms_tab(self) -> None:
         page = QtWidgets.QWidget()
@@ -179,7 +208,7 @@ class AnalysesWindow(QtWidgets.QWidget):
         self.analysis = analysis
         family = getattr(analysis, "family", None)
         self.results = {}
-        for i in (1, 2, NORMS_TAB):  # position embedding, DINO masks, token norms: ViT only
+        for i in (1, 2, NORMS_TAB, FILTERS_TAB):  # ViT only
             self.tabs.setTabEnabled(i, family == "vit")
         if family not in FAMILIES:
             self._rid += 1
@@ -205,7 +234,8 @@ class AnalysesWindow(QtWidgets.QWidget):
         if family == "vit":
             requests += [("position_similarity", {}),
                          ("dino_masks", {"threshold": round(self.threshold.value(), 4),
-                                         "layer": self.mask_layer.value()})]
+                                         "layer": self.mask_layer.value()}),
+                         ("patch_filters", {"k": 28})]
             if self._norms_missing():
                 requests.append(("token_norms", {}))
         self.status.setText(f"Computing the analyses of {self.analysis.model_name}…")
@@ -243,6 +273,7 @@ class AnalysesWindow(QtWidgets.QWidget):
         self._draw_position()
         self._draw_masks()
         self._draw_norms()
+        self._draw_filters()
         a = self.analysis
         errors = [f"{k}: {v}" for k, v in results.items() if isinstance(v, str)]
         if a.family == "vit":
@@ -284,7 +315,7 @@ class AnalysesWindow(QtWidgets.QWidget):
         self.scatter_plot.setLabel("bottom", "block" if self.analysis.family == "swin" else "layer")
         self.scatter_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(v.shape[0])]])
         ys = v[np.isfinite(v)]
-        pad = 0.05 * (ys.max() - ys.min() or 1.0)
+        pad = max(0.05 * (ys.max() - ys.min()), 0.04 * abs(ys.max()), 1e-3)  # dots clear of the frame
         self.scatter_plot.setRange(xRange=(-0.6, v.shape[0] - 0.4), yRange=(min(0.0, ys.min() - pad), ys.max() + pad),
                                    padding=0)
 
@@ -322,9 +353,31 @@ class AnalysesWindow(QtWidgets.QWidget):
                                         col_labels=[str(j) for j in range(c)])
             self.position_note.setText(f"Cosine similarity of each patch's position embedding with every "
                                        f"other patch's ({r}x{c} grid, as the forward used it); "
-                                       f"tile (row, col) is that patch's map.")
+                                       f"tile (row, col) is that patch's map; click a tile to see it over the image.")
+            self.show_patch_similarity(*(p if p < n else 0 for p, n in zip(self.patch, (r, c))))
         elif sim is not None:
             self.position_note.setText(f"No position-embedding similarity: {sim}")
+
+    @QtCore.Slot(int, int)
+    def show_patch_similarity(self, row: int, col: int) -> None:
+        """Patch (row, col)'s position-embedding similarity over the model input, beside the tiles."""
+        sim = self.results.get("position_similarity")
+        if not isinstance(sim, np.ndarray):
+            return
+        from ..core.colormaps import overlay_rgba
+
+        self.patch = (row, col)
+        a = self.analysis
+        img = a.input_image()
+        h, w = img.shape[:2]
+        self.patch_photo.setImage(img, levels=(0, 255))
+        self.patch_photo.setRect(QtCore.QRectF(0, 0, w, h))
+        self.patch_overlay.setImage(overlay_rgba(sim[row, col], "viridis", -1.0, 1.0, 0.75), levels=(0, 255))
+        self.patch_overlay.setRect(QtCore.QRectF(0, 0, a.grid.cols * a.grid.cell_w, a.grid.rows * a.grid.cell_h))
+        self.patch_mark.setRect(QtCore.QRectF(col * a.grid.cell_w, row * a.grid.cell_h, a.grid.cell_w, a.grid.cell_h))
+        self.patch_plot.setTitle(f"patch (row {row}, col {col}): cosine similarity, -1 to 1", color="w", size="9pt")
+        self.patch_plot.vb.setRange(QtCore.QRectF(0, 0, w, h), padding=0.01)
+        self.position_grid.set_selected(row, col)
 
     def _draw_masks(self) -> None:
         masks = self.results.get("dino_masks")
@@ -389,6 +442,26 @@ class AnalysesWindow(QtWidgets.QWidget):
         self.norms_label.setText(
             f"Layer {layer} output, ||x||: patches median {np.median(v[p:]):.1f}, max {v[p:].max():.1f}; "
             f"{len(high)} high-norm patch(es) (> {HIGH_NORM:g}x median) outlined in red. Prefix: {prefix}.")
+
+
+    def _draw_filters(self) -> None:
+        comps = self.results.get("patch_filters")
+        if not isinstance(comps, np.ndarray):
+            self.filters_note.setText(f"No patch-embedding filters: {comps}" if comps else "")
+            self.filters_image.clear()
+            return
+
+        k, ph, pw, _ = comps.shape
+        rows = -(-k // FILTERS_PER_ROW)
+        tiles = np.zeros((rows * FILTERS_PER_ROW, ph, pw, 4), np.uint8)
+        tiles[:k, ..., :3] = np.floor(comps * 255 + 0.5).astype(np.uint8)
+        tiles[:k, ..., 3] = 255
+        img = composite(tiles.reshape(rows, FILTERS_PER_ROW, ph, pw, 4), gap=2)
+        self.filters_image.setImage(img, levels=(0, 255))
+        self.filters_image.setRect(QtCore.QRectF(0, 0, img.shape[1], img.shape[0]))
+        self.filters_plot.vb.setRange(QtCore.QRectF(0, 0, img.shape[1], img.shape[0]), padding=0.02)
+        self.filters_note.setText(f"The first {k} principal components of the {ph}x{pw} patch-embedding filters "
+                                  f"(RGB, each scaled to its own range), largest first, row by row.")
 
 
 def open_analyses_window(parent, analysis=None) -> AnalysesWindow:
