@@ -42,7 +42,7 @@ def test_relevance_computes_in_the_worker_and_keeps_the_previous_map(qtbot, tmp_
     assert panel.method_combo.findData("relevance") >= 0 and panel.method_combo.findData("grad_rollout") >= 0
     choose(panel, "relevance")
     assert panel.method_busy  # asked the worker; the GUI thread did not run the backward
-    assert "computing" in panel.method_view.title.text
+    assert "computing" in panel.method_view.title_text()
     wait_ready(qtbot, panel)
     top = int(np.argmax(a.logits))
     expected = a.explain("relevance")
@@ -109,4 +109,4 @@ def test_panel_without_a_runner_computes_on_the_spot(qtbot, rgb_image):
     assert not panel.method_busy
     np.testing.assert_allclose(panel.current_method_map(), a.explain("relevance", target=4))
     panel.update_state(method_params=(("contrast", -1), ("start_layer", 0), ("target", 99)))
-    assert "not a class" in panel.method_view.title.text
+    assert "not a class" in panel.method_view.title_text()

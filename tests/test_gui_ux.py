@@ -275,3 +275,39 @@ def test_alpha_overlay_shows_one_colour_whose_opacity_is_the_value(qtbot, tmp_pa
     assert win.settings.value("display/overlay") == "alpha"
     sources = panel.export_sources()
     assert sources.views["attention"].overlay == "alpha" and sources.settings["overlay"] == "alpha"
+
+
+@pytest.mark.parametrize("size", [(640, 420), (1024, 640), (1920, 1080)])
+def test_small_and_large_windows_fit_toolbar_side_column_views_and_labels(qtbot, tmp_path, image_file, size):
+    from PySide6 import QtGui, QtWidgets
+
+    _register_wide()
+    win = make_window(qtbot, tmp_path, model="test_wide_vit")  # 6 layers x 6 heads: many labels
+    win.resize(*size)
+    a = open_and_wait(qtbot, win, image_file)
+    qtbot.wait(100)
+    panel = win.panels["vit"]
+    w = win.width()
+    assert panel.side_split.sizes()[0] <= max(190, 0.31 * w)  # the side column gives way
+    toolbar = win.findChild(QtWidgets.QToolBar, "main-toolbar")
+    ext = toolbar.findChild(QtWidgets.QToolButton, "qt_toolbar_ext_button")
+    assert ext is None or not ext.isVisible()  # every picker on the toolbar, none behind "»"
+    for combo in (win.model_combo, win.weights_combo, win.device_combo):
+        assert combo.isVisible() and combo.width() > 40
+    view = panel.main_view
+    bar = view.colorbar.sceneBoundingRect()
+    assert bar.right() <= view.width() + 1 and view.vb.sceneBoundingRect().right() <= bar.left() + 1
+    rows, cols = panel.grid_view.tick_labels()
+    fm = QtGui.QFontMetrics(QtGui.QFont())
+    vb = panel.grid_view.plot.vb
+    L, H = panel.grid_view.grid_shape
+    r, c = panel.grid_view.tile_shape
+    scale = min(vb.width() / (H * (c + 1) - 1), vb.height() / (L * (r + 1) - 1))
+    step = H // len(cols) if len(cols) < H else 1
+    assert scale * (c + 1) * step >= max(fm.horizontalAdvance(t) for t in cols)  # labels do not touch
+    assert len(cols) >= 1 and len(rows) >= 1
+    win.grab().save(str(tmp_path / f"window_{size[0]}x{size[1]}.png"))
+    panel.toggle_side()  # Ctrl+B: the views take the whole width
+    assert panel.side_split.sizes()[0] == 0
+    panel.toggle_side()
+    assert panel.side_split.sizes()[0] > 0

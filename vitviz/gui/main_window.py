@@ -87,7 +87,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- construction --------------------------------------------------------------------------
     def _build_toolbar(self) -> None:
-        tb = self.addToolBar("Main")
+        tb = self.toolbar = self.addToolBar("Main")
         tb.setObjectName("main-toolbar")
         tb.setMovable(False)
         open_act = tb.addAction("Open…")
@@ -132,6 +132,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "Toggle CLS query", lambda: self._panel_call("toggle_cls"), key_of("toggle_cls"))
         self._action(v, "Toggle direction", lambda: self._panel_call("toggle_direction"), key_of("toggle_direction"))
         self._action(v, "Toggle token grid", self.display.grid_check.toggle, key_of("toggle_grid"))
+        self._action(v, "Side column", lambda: self._panel_call("toggle_side"), key_of("toggle_side"))
         self._action(v, "&Fit view", lambda: self._panel_call("fit_views"), key_of("fit_view"))
         self._action(v, "Show what the model sees", lambda: self._panel_call("toggle_model_view"), key_of("model_view"))
         h = self.menuBar().addMenu("&Help")
@@ -459,6 +460,12 @@ class MainWindow(QtWidgets.QMainWindow):
             qimg.save(buf, "PNG")
             self.open_bytes(bytes(buf.data()), "dropped image")
         event.acceptProposedAction()
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 (Qt name)
+        if self.picker.compact != (event.size().width() < 1000):
+            self.picker.set_compact(event.size().width() < 1000)  # the toolbar fits, nothing behind "»"
+            self.toolbar.layout().invalidate()
+        super().resizeEvent(event)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

@@ -171,6 +171,7 @@ class ModelPicker(QtWidgets.QWidget):
         lay = QtWidgets.QHBoxLayout(self)
         lay.setContentsMargins(4, 0, 4, 0)
         lay.setSpacing(4)
+        self.labels = []
         for text, combo in (("Model", self.model_combo), ("Weights", self.weights_combo),
                             ("Device", self.device_combo)):
             label = QtWidgets.QLabel(text)
@@ -178,6 +179,8 @@ class ModelPicker(QtWidgets.QWidget):
             lay.addSpacing(6)
             lay.addWidget(label)
             lay.addWidget(combo)
+            self.labels.append(label)
+        self.compact = False
 
         self.model_combo.activated.connect(self._on_model_activated)
         self.weights_combo.activated.connect(self._on_weights_activated)
@@ -193,6 +196,22 @@ class ModelPicker(QtWidgets.QWidget):
         # or a few seconds after the picker is shown.
         if _torch_loaded() or device in ("cuda", "mps"):
             self.refresh_states(background=False)
+
+    def set_compact(self, compact: bool) -> None:
+        """Narrow windows: shorter boxes (their text elides; the full name is in the list and
+        tooltip) and no captions, so the toolbar fits instead of hiding behind an overflow arrow."""
+        if compact == self.compact:
+            return
+        self.compact = compact
+        self.model_combo.setMinimumContentsLength(10 if compact else 24)
+        self.weights_combo.setMinimumContentsLength(8 if compact else 20)
+        # an explicit minimum: QComboBox keeps the minimum size hint of its longer length cached
+        for combo, narrow in ((self.model_combo, 150), (self.weights_combo, 130)):
+            combo.setMinimumWidth(narrow if compact else 0)
+            combo.setMaximumWidth(narrow if compact else 16777215)
+        for label in self.labels:
+            label.setVisible(not compact)
+        self.updateGeometry()
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().showEvent(event)

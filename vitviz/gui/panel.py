@@ -17,7 +17,7 @@ from PySide6 import QtCore, QtWidgets
 from ..core.families import get_family
 from .method_form import MethodForm
 from .views.controls import DisplayControls
-from .views.panel_common import fill_head_combo, fill_predictions, model_view_check, predictions_list
+from .views.panel_common import fill_head_combo, fill_predictions, model_view_check, predictions_list, side_width
 
 
 class Panel(QtWidgets.QWidget):
@@ -57,6 +57,8 @@ class Panel(QtWidgets.QWidget):
         self._grad_maps = None
         self._pointer = None  # the last hovered or clicked point (original pixels), for the readout
         self._auto_model_view = False  # M was turned on for a tiny crop, not by the user
+        self.side_split = None  # the splitter of the side column and the views (arrange_panel)
+        self._side_set = None  # the side width we set last; another one is the user's drag
         display.changed.connect(self._on_display_change)
 
     # -- state ---------------------------------------------------------------------------------
@@ -154,6 +156,27 @@ class Panel(QtWidgets.QWidget):
     # -- commands (menu actions and keys) ------------------------------------------------------
     def step_layer(self, delta: int) -> None:
         raise NotImplementedError
+
+    # -- the side column ----------------------------------------------------------------------
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        split = self.side_split
+        shown = split.sizes()[0] if split is not None else 0
+        if split is None or shown == 0 or (self._side_set is not None and shown != self._side_set):
+            return  # collapsed, or the user dragged it to the width they want
+        self._set_side(side_width(self.width()))
+
+    def _set_side(self, w: int) -> None:
+        self.side_split.setSizes([w, max(1, self.width() - w)])
+        self._side_set = self.side_split.sizes()[0]
+
+    def toggle_side(self) -> None:
+        """Collapse or restore the side column (Ctrl+B): more room for the views."""
+        split = self.side_split
+        if split.sizes()[0]:
+            split.setSizes([0, self.width()])
+        else:
+            self._set_side(side_width(self.width()))
 
     def fit_views(self) -> None:
         """Fit every image and tile view of the panel to its content (F)."""

@@ -31,6 +31,7 @@ KEYS = (
     Key("toggle_cls", "C", "Query the class token / the clicked patch", "View"),
     Key("toggle_direction", "D", "Attention from the query / to the query", "View"),
     Key("toggle_grid", "G", "Show or hide the token grid", "View"),
+    Key("toggle_side", "Ctrl+B", "Hide or show the side column (more room for the views)", "View"),
     Key("model_view", "M", "Show what the model sees (its resized, cropped input)", "View"),
     Key("fit_view", "F", "Fit the views to the image (undo zoom and pan)", "View"),
     Key("", "Mouse wheel / drag", "Zoom / pan (the views are linked)", "View"),

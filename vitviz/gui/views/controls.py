@@ -46,6 +46,9 @@ class DisplayControls(QtWidgets.QGroupBox):
         self.overlay_combo.currentIndexChanged.connect(self._on_change)
         self.opacity_slider.valueChanged.connect(self._on_change)
         self.grid_check.toggled.connect(self._on_change)
+        from .panel_common import shrinkable_combos
+
+        shrinkable_combos(self)
 
     @property
     def colormap(self) -> str:

@@ -4,9 +4,11 @@ One ImageItem repaints in a few ms where 144 view boxes took ~140 ms (measured o
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore
+from PySide6 import QtCore, QtGui
 
 from ...core.figures import normalise_tiles
 from ..colormaps import DEFAULT_COLORMAP, map_values
@@ -29,6 +31,8 @@ class HeadGridView(pg.GraphicsLayoutWidget):
     """Click a tile to select (row index, column index) = (layer/block, head)."""
 
     tileClicked = QtCore.Signal(int, int)
+    grid_shape = (0, 0)  # (class defaults: Qt sends a resize while __init__ builds the plot)
+    tile_shape = (1, 1)
 
     def __init__(self, row_name: str = "layer", col_name: str = "head", parent=None):
         super().__init__(parent)
@@ -39,8 +43,8 @@ class HeadGridView(pg.GraphicsLayoutWidget):
         self.plot.addItem(self.image)
         self.highlight = highlight_item(self.plot)
         self.scene().sigMouseClicked.connect(self._on_click)
-        self.tile_shape = (1, 1)
-        self.grid_shape = (0, 0)
+        self._labels = (None, None)
+        self._shown_ticks: tuple[list[str], list[str]] = ([], [])
 
     def set_maps(self, maps: np.ndarray, cmap: str = DEFAULT_COLORMAP,
                  row_labels=None, col_labels=None) -> None:
@@ -55,6 +59,15 @@ class HeadGridView(pg.GraphicsLayoutWidget):
             self._set_ticks(row_labels, col_labels)
             self.fit()
 
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        if self.grid_shape != (0, 0):
+            self._set_ticks(*self._labels)
+
+    def tick_labels(self) -> tuple[list[str], list[str]]:
+        """The row and column labels on the axes now (tests, screenshots)."""
+        return self._shown_ticks
+
     def fit(self) -> None:
         """Show every tile. The rect is explicit: auto-range would include the previous grid's
         selection outline, and a 4x4 grid after a 12x12 one would sit small in a corner."""
@@ -65,12 +78,21 @@ class HeadGridView(pg.GraphicsLayoutWidget):
         r, c = self.tile_shape
         row_labels = row_labels or [f"L{i}" for i in range(L)]
         col_labels = col_labels or [f"H{i}" for i in range(H)]
-        step_r = max(1, L // 24)
-        step_c = max(1, H // 16)
-        self.plot.getAxis("left").setTicks(
-            [[((i * (r + GAP)) + r / 2, row_labels[i]) for i in range(0, L, step_r)], []])
-        self.plot.getAxis("top").setTicks(
-            [[((j * (c + GAP)) + c / 2, col_labels[j]) for j in range(0, H, step_c)], []])
+        # labels thin out when tiles are narrower on screen than a label ("H1H2H3" ran together)
+        vb = self.plot.vb
+        data_w, data_h = H * (c + GAP) - GAP, L * (r + GAP) - GAP
+        scale = min(vb.width() / data_w, vb.height() / data_h)  # screen px per data unit (aspect locked)
+        px_c, px_r = scale * (c + GAP), scale * (r + GAP)
+        fm = QtGui.QFontMetrics(self.plot.getAxis("top").style.get("tickFont") or QtGui.QFont())
+        label_w = max(fm.horizontalAdvance(t) for t in col_labels) + 6
+        step_c = max(1, math.ceil(label_w / px_c)) if px_c > 0 else max(1, H // 16)
+        step_r = max(1, math.ceil((fm.height() + 2) / px_r)) if px_r > 0 else max(1, L // 24)
+        rows_shown = [((i * (r + GAP)) + r / 2, row_labels[i]) for i in range(0, L, step_r)]
+        cols_shown = [((j * (c + GAP)) + c / 2, col_labels[j]) for j in range(0, H, step_c)]
+        self.plot.getAxis("left").setTicks([rows_shown, []])
+        self.plot.getAxis("top").setTicks([cols_shown, []])
+        self._shown_ticks = ([t for _, t in rows_shown], [t for _, t in cols_shown])
+        self._labels = (row_labels, col_labels)
         self.plot.getAxis("left").setLabel(self.row_name)
         self.plot.getAxis("top").setLabel(self.col_name)
 

@@ -27,18 +27,33 @@ def compact_ticks(values, scale, spacing) -> list[str]:
     return [f"{v * scale:.3g}" for v in values]
 
 
+class TitleItem(pg.LabelItem):
+    """A view's title that never makes the view wider than its widget (a long title in a narrow
+    window pushed the colorbar out of sight): no minimum width; ImageView elides the text."""
+
+    def updateMin(self) -> None:  # noqa: N802 (pyqtgraph's name)
+        super().updateMin()
+        self.setMinimumWidth(0)
+        h = self._sizeHint[QtCore.Qt.SizeHint.MinimumSize][1]
+        self._sizeHint[QtCore.Qt.SizeHint.MinimumSize] = (0, h)
+        self.updateGeometry()
+
+
 class ImageView(pg.GraphicsLayoutWidget):
     """One image view. Signals carry original-image pixel coordinates."""
 
     clicked = QtCore.Signal(float, float)
     keyMoved = QtCore.Signal(int, int)  # arrow keys: (d_row, d_col)
     hovered = QtCore.Signal(float, float)  # throttled to one per frame
+    title = None  # (class default: Qt may resize the widget while __init__ runs)
 
     def __init__(self, title: str = "", parent=None):
         super().__init__(parent)
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
         self.setBackground("#202124")
-        self.title = self.addLabel(title, row=0, col=0, colspan=2, color="#e8eaed")
+        self._title_text = title
+        self.title = TitleItem(title, color="#e8eaed")
+        self.addItem(self.title, row=0, col=0, colspan=2)
         self.vb: pg.ViewBox = self.addViewBox(row=1, col=0, lockAspect=True, invertY=True,
                                               enableMenu=False)
         self.base = pg.ImageItem()
@@ -164,7 +179,24 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.selection.setVisible(True)
 
     def set_title(self, text: str) -> None:
-        self.title.setText(text)
+        self._title_text = text
+        self._show_title()
+
+    def title_text(self) -> str:
+        """The whole title (the one shown may be elided to fit)."""
+        return self._title_text
+
+    def _show_title(self) -> None:
+        if self.title is None:
+            return
+        fm = QtGui.QFontMetrics(self.font())
+        self.title.setText(fm.elidedText(self._title_text, QtCore.Qt.TextElideMode.ElideRight,
+                                         max(40, self.width() - 24)))
+        self.title.setToolTip(self._title_text)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._show_title()
 
     def link_to(self, other: "ImageView") -> None:
         self.vb.setXLink(other.vb)

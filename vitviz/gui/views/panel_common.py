@@ -64,24 +64,51 @@ def miss_message(analysis, x: float, y: float, what: str = "patch") -> str:
     return f"No {what} at ({x:.0f}, {y:.0f}): that point is {why}."
 
 
+SIDE_WIDTH = (180, 310)  # px: the side column's narrowest and its usual width
+
+
+def side_width(window_width: int) -> int:
+    """The side column's width for a panel `window_width` wide: its usual width, less on small
+    windows (a third of the width, not under the narrowest)."""
+    lo, hi = SIDE_WIDTH
+    return int(min(hi, max(lo, window_width * 0.3)))
+
+
+def shrinkable_combos(widget: QtWidgets.QWidget) -> None:
+    """The combo boxes in `widget` shrink with a narrow side column (their text elides)."""
+    for combo in widget.findChildren(QtWidgets.QComboBox):
+        combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(6)
+
+
 def arrange_panel(panel: QtWidgets.QWidget, form: QtWidgets.QFormLayout, views: QtWidgets.QWidget,
-                  display: QtWidgets.QWidget | None = None, width: int = 310) -> None:
-    """A scrollable side column (`form`, then the shared display controls) beside `views`. The
-    column's layout is `panel.side_layout`: MainWindow moves the display controls into the active
-    panel's column, before its closing stretch."""
+                  display: QtWidgets.QWidget | None = None, width: int = SIDE_WIDTH[1]) -> None:
+    """A scrollable side column (`form`, then the shared display controls) beside `views`, in a
+    splitter (`panel.side_split`: drag it, or collapse the column). The column's layout is
+    `panel.side_layout`: MainWindow moves the display controls into the active panel's column,
+    before its closing stretch."""
     side = QtWidgets.QWidget()
     panel.side_layout = QtWidgets.QVBoxLayout(side)
     panel.side_layout.addLayout(form)
     if display is not None:
         panel.side_layout.addWidget(display)
     panel.side_layout.addStretch(1)
+    shrinkable_combos(side)
     scroll = QtWidgets.QScrollArea()
     scroll.setWidget(side)
     scroll.setWidgetResizable(True)
-    scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)  # never cut off
     scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
-    scroll.setFixedWidth(width)
+    scroll.setMinimumWidth(SIDE_WIDTH[0])
+    panel.side_scroll = scroll
+    split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+    split.addWidget(scroll)
+    split.addWidget(views)
+    split.setCollapsible(0, True)
+    split.setCollapsible(1, False)
+    split.setStretchFactor(1, 1)
+    split.setSizes([width, 10 * width])
+    panel.side_split = split
     layout = QtWidgets.QHBoxLayout(panel)
     layout.setContentsMargins(0, 0, 0, 0)
-    layout.addWidget(scroll)
-    layout.addWidget(views, 1)
+    layout.addWidget(split)
