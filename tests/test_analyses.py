@@ -213,9 +213,31 @@ def test_token_norms_from_an_explicit_pass_through_the_layers(reg_analysis):
         for layer in model.encoder.layers:
             x = layer(x)
             want.append(x[0].norm(dim=-1).numpy())
-    got = a.analyse("token_norms")
-    assert got.shape == (3, 4 + 36)
+    fired = []  # a capture in another thread hooks the attention modules: the pass must not trigger them
+    hooks = [layer.self_attention.register_forward_hook(lambda *args: fired.append(1))
+             for layer in model.encoder.layers]
+    try:
+        got = a.analyse("token_norms")
+    finally:
+        for h in hooks:
+            h.remove()
+    assert got.shape == (3, 4 + 36) and fired == []
     np.testing.assert_allclose(got, np.stack(want), rtol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["test_tiny_vit", "demo_vit"])
+def test_token_norms_of_torchvision_vits_match_their_own_forward(model):
+    """Plain torchvision ViTs (class token with a position row; demo_vit's convolutional stem)."""
+    a = vitviz.analyze(np.full((64, 64, 3), 90, np.uint8), model=model)
+    m = a._vitviz_model.module
+    want = []
+    hooks = [layer.register_forward_hook(lambda mod, args, out: want.append(out[0].norm(dim=-1).numpy()))
+             for layer in m.encoder.layers]
+    with torch.no_grad():
+        m(torch.from_numpy(a.model_input)[None])
+    for h in hooks:
+        h.remove()
+    np.testing.assert_allclose(a.analyse("token_norms"), np.stack(want), rtol=1e-5, atol=1e-5)
 
 
 def test_dino_masks_on_the_model_use_the_class_token_over_patches(reg_analysis):
