@@ -171,13 +171,16 @@ def test_relevance_matches_independent_implementation(tiny, which, request):
 def test_per_head_cross_attention_weights(tiny, plain):
     """'Which heads matter for this detection': each decoder layer's (A * dA)^+ per cross-attention
     head, for the target query, equals the reference's."""
-    from vitviz.core.capture.grad_detr import detr_products
+    from vitviz.core.capture.grad_detr import detection_head_maps, detr_products
 
     a, x, mask = plain
     p, t = detr_products(a, 6)
     _, A, G, _ = hand_grads(tiny.module, x, mask, 6)
     ref = np.stack([(g * w).clamp(min=0)[:, 6].numpy() for w, g in zip(A["cross"], G["cross"])])
     np.testing.assert_allclose(p["cross_heads"] / ref.max(), ref / ref.max(), atol=1e-4)
+    maps = detection_head_maps(a, 6)
+    assert maps.shape == (3, 4, *a.feature_shape)
+    np.testing.assert_array_equal(maps.reshape(3, 4, -1), p["cross_heads"])
 
 
 def test_encoder_only_is_the_vit_rule(tiny, plain):
@@ -201,7 +204,7 @@ def test_encoder_only_is_the_vit_rule(tiny, plain):
 
 def test_padded_cells_get_no_relevance(padded):
     from vitviz.core.analysis.detr_relevance import detr_relevance
-    from vitviz.core.capture.grad_detr import detr_products
+    from vitviz.core.capture.grad_detr import detection_head_maps, detr_products
 
     a, _, _ = padded
     for target in (-1, 0, 5):
@@ -211,6 +214,8 @@ def test_padded_cells_get_no_relevance(padded):
         assert np.all(r_qi[:, pad] == 0) and r_qi[t.index, ~pad].max() > 0
         m = a.explain("relevance", target=target)
         assert np.isnan(m[a.pad_mask]).all() and np.isfinite(m[~a.pad_mask]).all()
+        heads = detection_head_maps(a, target)
+        assert np.isnan(heads[..., a.pad_mask]).all() and np.isfinite(heads[..., ~a.pad_mask]).all()
 
 
 def test_two_detections_differ(plain):

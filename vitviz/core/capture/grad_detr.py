@@ -202,3 +202,11 @@ def detr_products(analysis, target: int = -1, contrast: int = -1):
         return abar
 
     return cached_backward(analysis, ("detr", t.index, t.cls), compute), t
+
+
+def detection_head_maps(analysis, target: int = -1) -> np.ndarray:
+    """(L_dec, heads, h, w) float32 max(A * dA, 0) of each decoder cross-attention head for detection
+    `target`'s class logit, NaN on padding: which heads matter for this detection (the heads x layers
+    grid). Shares the cached backward with explain("relevance", target=...)."""
+    abar, _ = detr_products(analysis, target)
+    return analysis._masked(abar["cross_heads"])
