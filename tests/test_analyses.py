@@ -13,7 +13,8 @@ import vitviz
 from vitviz.core.analysis.dino_masks import head_masks
 from vitviz.core.analysis.distance import mean_attention_distance
 from vitviz.core.analysis.entropy import attention_entropy
-from vitviz.core.analysis.tables import get_measure, measure_many, measures
+from vitviz.core.analysis.over_images import measure_many
+from vitviz.core.analysis.tables import get_measure, measures
 from vitviz.core.geometry import InputTransform, TokenGrid
 from vitviz.core.models.registry import ModelSpec, Preprocess, register
 

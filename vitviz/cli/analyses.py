@@ -84,7 +84,8 @@ def main(argv: list[str]) -> int:
 
 
 def run(images: list[str], args, names: list[str], params: dict) -> dict:
-    from ..core.analysis.tables import get_measure, measure_many
+    from ..core.analysis.over_images import measure_many
+    from ..core.analysis.tables import get_measure
     from ..core.api import model_for
     from ..core.json_values import jsonable
 

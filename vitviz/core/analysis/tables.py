@@ -5,14 +5,13 @@ Each declaration names the analysis, its result's axes, its typed parameters (vi
 
     analysis.analyse("attention_distance")                  # (layers, heads)
     measure(analysis, "dino_masks", threshold=0.6, layer=-1)  # the same, as a function
-    measure_many(paths, ["attention_distance"], model="demo_vit")  # the mean over images
 
-Over many images each image's attention is reduced to these results and dropped
-(vitviz.core.batch.analyze_many with a `keep` function), so memory does not grow with the count.
+Over many images: vitviz.core.analysis.over_images.measure_many (kept apart: it reaches the
+batch runner, which reaches the analyses).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import import_module
 
 import numpy as np
@@ -110,54 +109,3 @@ def get_measure(name: str) -> Measure:
 def measure(analysis, name: str, **params) -> np.ndarray:
     """The result of analysis `name` (see measures()) on one analysed image."""
     return get_measure(name)(analysis, **params)
-
-
-@dataclass
-class FolderMeasures:
-    """Means over images (element-wise), per-image (layers, heads) tables, what failed."""
-
-    model_name: str = ""
-    weights: str = ""
-    params: dict = field(default_factory=dict)  # name -> resolved parameters
-    sources: list = field(default_factory=list)
-    means: dict = field(default_factory=dict)  # name -> ndarray
-    per_image: dict = field(default_factory=dict)  # name -> list of ndarray (keeps_per_image only)
-    failures: list = field(default_factory=list)  # (source, error)
-    cancelled: bool = False
-
-
-def measure_many(images, names, model=None, weights=None, *, params: dict | None = None,
-                 device: str | None = "cpu", batch_size: int = 8, progress=None, cancel=None,
-                 on_error: str = "yield", **kwargs) -> FolderMeasures:
-    """Every analysis in `names` on every image, streaming; means over the images that were read.
-    params: {name: {param: value}}. Results of different shapes (images giving different grids)
-    cannot be averaged: a ValueError says so."""
-    from ..batch import ImageFailure, analyze_many
-
-    decl = [get_measure(n) for n in names]
-    params = params or {}
-    resolved = {m.name: m.resolve(params.get(m.name)) for m in decl}
-    out = FolderMeasures(params=resolved)
-    sums: dict[str, np.ndarray] = {}
-
-    def keep(a):
-        out.model_name, out.weights = a.model_name, a.weights
-        return {m.name: m(a, **resolved[m.name]) for m in decl}
-
-    for r in analyze_many(images, model, weights, device, batch_size=batch_size, keep=keep,
-                          progress=progress, cancel=cancel, on_error=on_error, **kwargs):
-        if isinstance(r, ImageFailure):
-            out.failures.append((r.source, r.error))
-            continue
-        out.sources.append(r.source)
-        for m in decl:
-            v = np.asarray(r.values[m.name], np.float64)
-            if m.name in sums and sums[m.name].shape != v.shape:
-                raise ValueError(f"{m.name}: {r.source} gives shape {v.shape}, earlier images "
-                                 f"{sums[m.name].shape}; images of one run must give one grid")
-            sums[m.name] = sums.get(m.name, 0.0) + v
-            if m.keeps_per_image:
-                out.per_image.setdefault(m.name, []).append(v)
-    out.cancelled = cancel is not None and cancel.is_set()
-    out.means = {k: s / len(out.sources) for k, s in sums.items()}
-    return out
