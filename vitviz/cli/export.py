@@ -135,32 +135,19 @@ def ensure_qt(widgets: bool = False):
 class FamilyFigures:
     """Builds a family's figure headless: (analysis, state from the settings) -> ExportSources."""
 
-    def __init__(self, family: str, colormap: str | None = None):
+    def __init__(self, family: str):
         from ..core.families import get_family
 
         self.family = get_family(family)
-        try:
-            self.state_type = self.family.state_type()
-            self.panel = None
-            ensure_qt()
-        except ModuleNotFoundError:  # a family whose state is not in core yet: its GUI panel builds it
-            ensure_qt(widgets=True)
-            from ..gui.views.controls import DisplayControls
-
-            display = DisplayControls(None)
-            if colormap:
-                display.cmap_combo.setCurrentText(colormap)
-            self.panel = self.family.panel_type()(display)
+        self.state_type = self.family.state_type()
+        ensure_qt()
 
     def sources(self, analysis, settings: dict):
-        if self.panel is not None:
-            self.panel.set_analysis(analysis)
-            return self.panel.export_sources(settings)
         return self.family.build_figures(analysis, self.state_type.from_json(settings))
 
 
-def make_panel(family: str, colormap: str | None = None) -> FamilyFigures:
-    return FamilyFigures(family, colormap)
+def make_panel(family: str) -> FamilyFigures:
+    return FamilyFigures(family)
 
 
 class Progress:
@@ -285,7 +272,7 @@ def _run(args, files, failures, request, out, to_file) -> int:
         with warnings.catch_warnings():  # said below as a note, with the CLI's own remedy
             warnings.simplefilter("ignore", RandomWeightsWarning)
             loaded = get_model(model, args.weights, args.device or "cpu")
-        panel = make_panel(loaded.spec.family, args.colormap)
+        panel = make_panel(loaded.spec.family)
     except (ExportError, KeyError, ValueError, OSError) as exc:
         print(f"vitviz export: {_message(exc)}", file=sys.stderr)
         return 1

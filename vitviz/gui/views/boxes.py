@@ -1,7 +1,9 @@
 """Detection boxes as vector items over an ImageView, and the small query x query matrix view.
 
-A detection's colour comes from its rank (highest score first), so a box keeps its colour when the
-threshold changes, and the list, the boxes and the matrix markers agree.
+A detection's colour comes from its rank (highest score first; vitviz.core.detr.marks.PALETTE), so
+a box keeps its colour when the threshold changes, and the list, the boxes, the matrix markers and
+the exports agree. Box labels are placed so they do not cover each other (marks.place_labels, as
+the exports do), again at every zoom.
 """
 from __future__ import annotations
 
@@ -9,18 +11,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from ...core.detr.marks import box_hex, label_order, place_labels
+from ...core.detr.marks import score_text  # noqa: F401 (the views' and tests' name for it)
 from ..colormaps import DEFAULT_COLORMAP, map_values
 from .clicks import left_click_point
 from .image_view import ImageView
 from .tile_plot import highlight_item, tile_plot
 
-# Okabe-Ito (colour-blind safe) first, then a few more distinct hues; cycles after that.
-PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
-           "#FFFFFF", "#17BECF", "#BCBD22", "#8C564B", "#9467BD")
-
-
 def box_color(rank: int) -> QtGui.QColor:
-    return QtGui.QColor(PALETTE[rank % len(PALETTE)])
+    return QtGui.QColor(box_hex(rank))
 
 
 def text_color(fill: QtGui.QColor) -> QtGui.QColor:
@@ -37,11 +36,6 @@ def color_icon(color: QtGui.QColor, size: int = 12) -> QtGui.QIcon:
     painter.drawRect(0, 0, size - 1, size - 1)
     painter.end()
     return QtGui.QIcon(pm)
-
-
-def score_text(p: float) -> str:
-    """Two decimals, three for the small scores of untrained models (0.038, not 0.04)."""
-    return f"{p:.2f}" if p >= 0.1 else f"{p:.3f}"
 
 
 class DetectionList(QtWidgets.QListWidget):
@@ -85,7 +79,9 @@ class DetectionImageView(ImageView):
 
 
 class BoxOverlay:
-    """Rectangles with "label score" tags in a ViewBox; one set per call of set_boxes."""
+    """Rectangles with "label score" tags in a ViewBox; one set per call of set_boxes. The tags are
+    laid out again when the zoom or the selection changes: the selected one chooses its place
+    first, then the best; each takes the first free spot on its box (above, inside, below, stacked)."""
 
     Z = 40
 
@@ -96,6 +92,8 @@ class BoxOverlay:
         self.boxes: dict[int, tuple[float, float, float, float]] = {}
         self.colors: dict[int, QtGui.QColor] = {}
         self.selected: int | None = None
+        vb.sigRangeChanged.connect(self.layout_labels)
+        vb.sigResized.connect(self.layout_labels)
 
     def clear(self) -> None:
         for item in [*self.rects.values(), *self.labels.values()]:
@@ -107,15 +105,13 @@ class BoxOverlay:
 
     def set_boxes(self, boxes: list[tuple[int, tuple[float, float, float, float], str, QtGui.QColor]]
                   ) -> None:
-        """boxes: (query, (x0, y0, x1, y1) original px, label text, colour), drawn in that order."""
+        """boxes: (query, (x0, y0, x1, y1) original px, label text, colour), best first."""
         self.clear()
         for n, (query, box, text, color) in enumerate(boxes):
             x0, y0, x1, y1 = box
             rect = QtWidgets.QGraphicsRectItem(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
             rect.setZValue(self.Z + (len(boxes) - n) * 0.001)  # best box on top
-            label = pg.TextItem(text, color=text_color(color), fill=pg.mkBrush(color))
-            # the tag sits on the box's top edge, inside the box when above it would leave the image
-            label.setAnchor((0, 1) if y0 - self._data_height(label) >= 0 else (0, 0))
+            label = pg.TextItem(text, color=text_color(color), fill=pg.mkBrush(color), anchor=(0, 0))
             label.setPos(x0, y0)
             label.setZValue(self.Z + 1 + (len(boxes) - n) * 0.001)
             self.vb.addItem(rect)
@@ -124,15 +120,32 @@ class BoxOverlay:
             self.boxes[query], self.colors[query] = box, color
         self.set_selected(self.selected)
 
-    def _data_height(self, item: pg.TextItem) -> float:
-        """The tag's height in image pixels at the current zoom (its font size is in screen pixels)."""
+    def layout_labels(self, *_) -> None:
+        """Place the tags (marks.place_labels) for the zoom on screen: their size is fixed in screen
+        pixels, so in image pixels it changes with the zoom."""
+        if not self.labels:
+            return
         try:
-            return item.boundingRect().height() * abs(self.vb.viewPixelSize()[1])
+            dx, dy = (abs(v) for v in self.vb.viewPixelSize())
         except Exception:  # a view not laid out yet has no pixel size
-            return 0.0
+            return
+        if not (dx > 0 and dy > 0):
+            return
+        queries = list(self.labels)
+        ranks = label_order(len(queries), queries.index(self.selected) if self.selected in queries else None)
+        order = [queries[i] for i in ranks]
+        sizes = []
+        for q in order:
+            br = self.labels[q].boundingRect()
+            sizes.append((br.width() * dx, br.height() * dy))
+        vr = self.vb.viewRect()
+        spots = place_labels([self.boxes[q] for q in order], sizes,
+                             (vr.left(), vr.top(), vr.right(), vr.bottom()), tol=2 * max(dx, dy))
+        for q, (x, y) in zip(order, spots):
+            self.labels[q].setPos(x, y)
 
     def set_selected(self, query: int | None) -> None:
-        """Thick outline for the selected box, thin for the others."""
+        """Thick outline for the selected box, thin for the others; its tag placed first."""
         self.selected = query
         for q, rect in self.rects.items():
             pen = QtGui.QPen(self.colors[q], 3.5 if q == query else 1.5)
@@ -140,10 +153,11 @@ class BoxOverlay:
                 pen.setStyle(QtCore.Qt.PenStyle.DashLine)
             pen.setCosmetic(True)
             rect.setPen(pen)
-            self.labels[q].setOpacity(1.0 if query is None or q == query else 0.75)
+            self.labels[q].setOpacity(1.0 if query is None or q == query else 0.8)
             if q == query:  # raise the selected one above its neighbours
                 rect.setZValue(self.Z + 0.5)
                 self.labels[q].setZValue(self.Z + 1.5)
+        self.layout_labels()
 
     def label_at(self, scene_pos: QtCore.QPointF) -> int | None:
         """The query whose label tag is under `scene_pos` (topmost first)."""
@@ -162,12 +176,16 @@ class BoxOverlay:
         return q if q is not None else self.box_at(x, y)
 
 
+TICK_FONT_PX = (7, 11)  # the matrix's row and column labels: smallest and usual font size
+
+
 class QueryMatrixView(pg.GraphicsLayoutWidget):
     """A k x k matrix between detections (decoder self-attention), with each row and column marked
     in its detection's colour; up to 6 x 6 the values are printed, in percent. Click a cell (or a
     row's marker): rowClicked(row), the attending query; a column's marker: rowClicked(col)."""
 
     rowClicked = QtCore.Signal(int)
+    labels = ()  # (class default: Qt may resize the widget while __init__ runs)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -186,6 +204,7 @@ class QueryMatrixView(pg.GraphicsLayoutWidget):
         self.texts: list[pg.TextItem] = []
         self.values = np.zeros((0, 0), np.float32)
         self.levels = (0.0, 1.0)
+        self.labels: list[str] = []
         self.scene().sigMouseClicked.connect(self._on_click)
 
     def set_matrix(self, values: np.ndarray, labels: list[str], colors: list[QtGui.QColor],
@@ -198,6 +217,7 @@ class QueryMatrixView(pg.GraphicsLayoutWidget):
             self.plot.removeItem(t)
         self.texts = []
         if k == 0:
+            self.labels = []
             self.image.clear()
             self.markers.setData([])
             self.highlight.setVisible(False)
@@ -214,10 +234,7 @@ class QueryMatrixView(pg.GraphicsLayoutWidget):
         pos = [(i + 0.5, -0.6) for i in range(k)] + [(-0.6, i + 0.5) for i in range(k)]
         brushes = [pg.mkBrush(c) for c in colors] * 2
         self.markers.setData(pos=pos, brush=brushes, size=0.8)
-        step = -(-k // 8)  # at most 8 labels per axis: the view is small
-        ticks = [[(i + 0.5, labels[i]) for i in range(0, k, step)], []]
-        self.plot.getAxis("left").setTicks(ticks)
-        self.plot.getAxis("top").setTicks(ticks)
+        self.labels = list(labels)
         if k <= 6:  # few enough to print the numbers, in percent
             for i in range(k):
                 for j in range(k):
@@ -231,6 +248,34 @@ class QueryMatrixView(pg.GraphicsLayoutWidget):
                     self.texts.append(t)
         if shape_changed:
             self.plot.setRange(xRange=(-1.1, k), yRange=(-1.1, k), padding=0.02)
+        self._update_ticks()
+
+    def _update_ticks(self, *_) -> None:
+        """A label on every row and column at any count: the font shrinks to the rows' height (down
+        to TICK_FONT_PX[0]), and the top axis drops the "q" when "qN" is wider than a column."""
+        if not self.labels:
+            return
+        left, top = self.plot.getAxis("left"), self.plot.getAxis("top")
+        try:
+            dx, dy = (abs(v) for v in self.plot.vb.viewPixelSize())
+        except Exception:  # not laid out yet
+            dx = dy = 0.0
+        lo, hi = TICK_FONT_PX
+        size = hi if not dy > 0 else int(max(lo, min(hi, 0.85 / dy)))
+        font = QtGui.QFont()
+        font.setPixelSize(size)
+        fm = QtGui.QFontMetricsF(font)
+        short = [t[1:] if t[:1] == "q" else t for t in self.labels]
+        wide = max(fm.horizontalAdvance(t) for t in self.labels)
+        col_labels = self.labels if not dx > 0 or wide <= 0.9 / dx else short
+        for axis in (left, top):
+            axis.setStyle(tickFont=font)
+        left.setTicks([[(i + 0.5, t) for i, t in enumerate(self.labels)], []])
+        top.setTicks([[(i + 0.5, t) for i, t in enumerate(col_labels)], []])
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._update_ticks()
 
     def set_selected(self, row: int | None) -> None:
         k = self.values.shape[0]

@@ -2,6 +2,9 @@
 encoder self-attention at a clicked point, a layers x heads grid, and decoder self-attention among
 the detected objects.
 
+The view state is a DetrState (vitviz.core.detr.state): threshold, object, point, layer, head,
+direction, focus; shared controls, state handling and export: vitviz.gui.panel. DETR has no
+"what the model sees" view: M says so in the status bar (Panel.toggle_model_view).
 Mouse: in the detections view, click a box (or its label) to select that object; Shift+click, or a
 click outside every box, probes the encoder at that point. In the encoder view any click probes.
 Keys: Page Up/Down layer, [ and ] head, arrow keys move the encoder point by one feature cell,
@@ -13,16 +16,17 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from ...core.analysis.heads import FUSIONS
-from .boxes import (BoxOverlay, DetectionImageView, DetectionList, QueryMatrixView, box_color,
-                    score_text)
+from ...core.detr.figures import cross_title, encoder_title, object_name
+from ...core.detr.marks import label_text
+from ...core.vit.figures import head_text
+from ..panel import Panel
+from .boxes import BoxOverlay, DetectionImageView, DetectionList, QueryMatrixView, box_color
 from .controls import DisplayControls
 from .head_grid import HeadGridView
 from .image_view import ImageView
-from .panel_common import arrange_panel
+from .panel_common import arrange_panel, miss_message
 
 THRESHOLD_STEPS = 1000  # slider resolution: untrained models score ~0.01-0.05, so per-mille steps
-DEFAULT_THRESHOLD = 0.7  # DETR's own demo threshold
 TOP_K_HINT = 5
 
 
@@ -38,37 +42,23 @@ def _marker() -> pg.ScatterPlotItem:
     return m
 
 
-class DetrPanel(QtWidgets.QWidget):
-    """Holds a DetrAnalysis and the view state (threshold, object, point, layer, head, direction)."""
+class DetrPanel(Panel):
+    """Holds a DetrAnalysis and its DetrState (threshold, object, point, layer, head, direction)."""
 
     family = "detr"
-    statusMessage = QtCore.Signal(str)
 
     def __init__(self, display: DisplayControls, parent=None):
-        super().__init__(parent)
-        self.display = display
-        self.analysis = None
-        self.detections: list = []
-        self.query: int | None = None  # selected object query
-        self.point: tuple[float, float] | None = None  # encoder probe, original pixels
-        self.cell: tuple[int, int] | None = None  # its feature cell (row, col)
-        self.layer = 0
-        self.head: int | str = "mean"
-        self.direction = "from"
-        self.focus = "query"  # what the heads grid shows: "query" (decoder) or "point" (encoder)
-        self._threshold = DEFAULT_THRESHOLD  # exact; the slider shows it to 1/THRESHOLD_STEPS
+        super().__init__(display, parent)
+        self.detections: list = []  # at the state's threshold, best first
 
         # views
         self.det_view = DetectionImageView("Detections")
         self.det_view.setToolTip("Click a box or its label: that object's decoder cross-attention.\n"
                                  "Shift+click (or click outside every box): encoder attention at that point.")
+        self.main_view = self.det_view  # the view "as zoomed" exports follow
         self.enc_view = ImageView("Encoder self-attention")
         self.enc_view.setToolTip("Click: encoder self-attention at that point (arrow keys move it a cell).")
         self.enc_view.link_to(self.det_view)
-        for view in (self.det_view, self.enc_view):
-            # room for 4-decimal tick labels: DETR's ~1000 cells put attention near 0.001, and the
-            # colour bar's default width hides labels that do not fit
-            view.colorbar.axis.setWidth(62)
         self.boxes = BoxOverlay(self.det_view.vb)
         self.det_marker, self.enc_marker = _marker(), _marker()
         self.det_view.vb.addItem(self.det_marker)
@@ -85,7 +75,7 @@ class DetrPanel(QtWidgets.QWidget):
         # controls
         self.threshold_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.threshold_slider.setRange(0, THRESHOLD_STEPS - 1)
-        self.threshold_slider.setValue(round(DEFAULT_THRESHOLD * THRESHOLD_STEPS))
+        self.threshold_slider.setValue(round(self.state.threshold * THRESHOLD_STEPS))
         self.threshold_slider.setToolTip("Show objects whose best class probability is above this")
         self.threshold_label = QtWidgets.QLabel()
         self.threshold_label.setMinimumWidth(40)
@@ -97,11 +87,8 @@ class DetrPanel(QtWidgets.QWidget):
         self.det_list = DetectionList()
         self.layer_spin = QtWidgets.QSpinBox()
         self.layer_spin.setToolTip("Layer of the decoder and the encoder (Page Up / Page Down)")
-        self.head_combo = QtWidgets.QComboBox()
-        self.head_combo.setToolTip("Head, or all heads fused ([ and ])")
-        self.direction_combo = QtWidgets.QComboBox()
-        self.direction_combo.addItem("from point (where it looks)", "from")
-        self.direction_combo.addItem("to point (who looks at it)", "to")
+        self.direction_combo.setItemText(0, "from point (where it looks)")
+        self.direction_combo.setItemText(1, "to point (who looks at it)")
         self.direction_combo.setToolTip("Encoder: row or column of the attention matrix at the point (D)")
         self.focus_combo = QtWidgets.QComboBox()
         self.focus_combo.addItem("decoder: selected object", "query")
@@ -151,132 +138,122 @@ class DetrPanel(QtWidgets.QWidget):
         self.hint_label.linkActivated.connect(self._on_hint_link)
         self.det_list.currentRowChanged.connect(self._on_list_row)
         self.layer_spin.valueChanged.connect(self._on_layer_change)
-        self.head_combo.currentIndexChanged.connect(self._on_head_change)
-        self.direction_combo.currentIndexChanged.connect(self._on_direction_change)
         self.focus_combo.currentIndexChanged.connect(self._on_focus_change)
         self.det_view.clickedAt.connect(self._on_det_click)
         self.enc_view.clicked.connect(self._on_enc_click)
         self.det_view.keyMoved.connect(self.move_point)
         self.enc_view.keyMoved.connect(self.move_point)
+        self.watch_pointer(self.enc_view)
+        self.det_view.clickedAt.connect(lambda x, y, *_: self._on_pointer(x, y))
+        self.det_view.hovered.connect(self._on_pointer)
         self.grid_view.tileClicked.connect(self._on_tile_click)
         self.matrix_view.rowClicked.connect(self._on_matrix_row)
-        display.changed.connect(self.refresh)
         self._update_threshold_label()
 
-    # -- derived state -------------------------------------------------------------------------
-    @property
-    def threshold(self) -> float:
-        return self._threshold
+    # -- state as the tests and the window read it ---------------------------------------------
+    threshold = property(lambda self: self.state.threshold)
+    layer = property(lambda self: self.state.layer)
+    head = property(lambda self: self.state.head)
+    direction = property(lambda self: self.state.direction)
+    point = property(lambda self: self.state.point, doc="The encoder probe, original pixels.")
 
-    def set_threshold(self, value: float) -> None:
-        """Show detections scoring above `value` (exact, finer than the slider's steps)."""
-        self._threshold = min(max(float(value), 0.0), 1.0)
-        with QtCore.QSignalBlocker(self.threshold_slider):
-            self.threshold_slider.setValue(round(self._threshold * THRESHOLD_STEPS))
-        self._on_threshold_set()
+    @property
+    def query(self) -> int | None:
+        """The selected object query (None: no object)."""
+        q = self.state.query
+        return q if isinstance(q, int) else None
+
+    @property
+    def cell(self) -> tuple[int, int] | None:
+        return None if self.state.cell is None else tuple(self.state.cell)
+
+    @property
+    def focus(self) -> str:
+        """What the heads grid shows: "query" (the object's decoder maps) or "point" (the encoder's)."""
+        return self.state.shown_focus()
 
     @property
     def decoder_layer(self) -> int:
-        return min(self.layer, self.analysis.num_layers - 1)
+        return self.state.decoder_layer(self.analysis)
 
     @property
     def encoder_layer(self) -> int:
-        return min(self.layer, self.analysis.num_encoder_layers - 1)
+        return self.state.encoder_layer(self.analysis)
 
     def detection_rank(self, query: int | None) -> int | None:
-        for i, d in enumerate(self.detections):
-            if d.query == query:
-                return i
-        return None
+        return next((i for i, d in enumerate(self.detections) if d.query == query), None)
 
-    # -- state ---------------------------------------------------------------------------------
-    def set_analysis(self, analysis) -> None:
-        """Show a new result. Layer, head, threshold and the point are kept when they still apply."""
-        first = self.analysis is None
-        self.analysis = analysis
-        n_layers = max(analysis.num_layers, analysis.num_encoder_layers)
-        self.layer = n_layers - 1 if first else min(self.layer, n_layers - 1)
-        if isinstance(self.head, int) and self.head >= analysis.num_heads:
-            self.head = "mean"
-        with QtCore.QSignalBlocker(self.layer_spin), QtCore.QSignalBlocker(self.head_combo):
-            self.layer_spin.setRange(0, n_layers - 1)
-            self.layer_spin.setValue(self.layer)
-            self.head_combo.clear()
-            for f in FUSIONS:
-                self.head_combo.addItem(f"all heads: {f}", f)
-            for h in range(analysis.num_heads):
-                self.head_combo.addItem(f"head {h}", h)
-            self.head_combo.setCurrentIndex(self.head_combo.findData(self.head))
-        if self.point is None or analysis.cell_at(*self.point) is None:
-            w, h = analysis.image.size
-            self.point = (w / 2, h / 2)
-        self.cell = analysis.cell_at(*self.point)
-        img = np.asarray(analysis.image)
+    def set_state(self, state) -> None:
+        """As Panel.set_state; the state is resolved first (the object, the point's cell)."""
+        if self.analysis is not None:
+            state = state.resolved(self.analysis)
+        super().set_state(state)
+
+    def sync_controls(self) -> None:
+        super().sync_controls()
+        s, a = self.state, self.analysis
+        with QtCore.QSignalBlocker(self.threshold_slider):
+            self.threshold_slider.setValue(round(s.threshold * THRESHOLD_STEPS))
+        self._update_threshold_label()
+        with QtCore.QSignalBlocker(self.layer_spin):
+            if a is not None:
+                self.layer_spin.setRange(0, max(a.num_layers, a.num_encoder_layers) - 1)
+            self.layer_spin.setValue(s.layer if s.layer >= 0 else self.layer_spin.maximum() + 1 + s.layer)
+        with QtCore.QSignalBlocker(self.focus_combo):
+            self.focus_combo.setCurrentIndex(self.focus_combo.findData(s.shown_focus()))
+
+    def on_new_analysis(self) -> None:
+        a = self.analysis
+        img = np.asarray(a.image)
         for view in (self.det_view, self.enc_view):
             view.set_image(img)
-            view.set_crop_shade(analysis.image.size, analysis.grid.transform.visible_rect())
-        if self.query is not None and self.query >= analysis.num_queries:
-            self.query = None
-        self._update_detections(keep_query=not first)
-        self.refresh()
+            view.set_crop_shade(a.image.size, a.grid.transform.visible_rect())
+        self._update_detections()
 
-    def _update_detections(self, keep_query: bool = True) -> None:
-        """Detections at the current threshold -> boxes, list; the selection follows if it can."""
-        a = self.analysis
-        self.detections = a.detections(self.threshold)
-        queries = [d.query for d in self.detections]
-        if not (keep_query and self.query in queries):
-            self.query = queries[0] if queries else None
-        self.boxes.selected = self.query
-        self.boxes.set_boxes([(d.query, d.box, f"{d.name} {score_text(d.score)}", box_color(i))
-                              for i, d in enumerate(self.detections)])
-        self.det_list.set_detections(self.detections, self.query)
-        self._update_hint()
-
-    def _update_hint(self) -> None:
-        if self.detections:
-            self.hint_label.setVisible(False)
+    def on_state_change(self, old, new) -> None:
+        display = ("colormap", "opacity", "overlay", "grid", "layer", "head")
+        if any(getattr(old, k) != getattr(new, k) for k in display):
+            if old.threshold != new.threshold:
+                self._update_detections()
+            self.refresh()
             return
-        scores = self.analysis.best_scores()
-        best = int(np.argmax(scores))
-        self.hint_label.setText(
-            f"No object scores above {self.threshold:.3g} (the best: {scores[best]:.3f}, query {best}). "
-            f"<a href='top'>Show the {TOP_K_HINT} best</a>")
-        self.hint_label.setVisible(True)
+        if old.threshold != new.threshold:
+            self._update_detections()
+        if (old.threshold, old.query) != (new.threshold, new.query):
+            self.boxes.set_selected(new.query)
+            self.det_list.set_current(self.detection_rank(self.query))
+            self.refresh_query()
+            self.refresh_matrix()
+        if (old.point, old.cell, old.direction) != (new.point, new.cell, new.direction):
+            self.refresh_point()
+        self.refresh_grid()
+
+    # -- commands ------------------------------------------------------------------------------
+    def set_threshold(self, value: float) -> None:
+        """Show detections scoring above `value` (exact, finer than the slider's steps)."""
+        if self.analysis is None:
+            self.state = self.state.replace(threshold=min(max(float(value), 0.0), 1.0))
+            self.sync_controls()
+            return
+        self.set_state(self.state.at_threshold(min(max(float(value), 0.0), 1.0), self.analysis))
 
     def select_query(self, query: int | None) -> None:
         """Select an object query (None: no object): its cross-attention, and the grid shows it."""
-        self.query = query
-        if query is not None:
-            self.focus = "query"
-        self.boxes.set_selected(query)
-        self.det_list.set_current(self.detection_rank(query))
-        self.refresh_query()
-        self.refresh_grid()
-        self.refresh_matrix()
+        self.update_state(query=query, detection=None, focus="query" if query is not None else self.state.focus)
 
     def set_point(self, x: float, y: float) -> bool:
         """Probe the encoder at original pixel (x, y). False (and a status message) off the image."""
         if self.analysis is None:
             return False
-        cell = self.analysis.cell_at(x, y)
-        if cell is None:
-            self.statusMessage.emit(f"No feature cell at ({x:.0f}, {y:.0f}): that point is outside the image.")
+        if self.analysis.cell_at(x, y) is None:
+            self.statusMessage.emit(miss_message(self.analysis, x, y, "feature cell"))
             return False
-        self.point, self.cell, self.focus = (float(x), float(y)), cell, "point"
-        self.refresh_point()
-        self.refresh_grid()
+        self.update_state(point=(float(x), float(y)), cell=None, focus="point")
         return True
 
     def select_cell(self, row: int, col: int) -> None:
         """Probe the encoder at feature cell (row, col); the point moves to the cell's centre."""
-        a = self.analysis
-        x, y = a.cell_center(row, col)
-        w, h = a.image.size
-        x, y = min(max(x, 0.0), w - 0.5), min(max(y, 0.0), h - 0.5)  # edge cells overhang the image
-        self.point, self.cell, self.focus = (x, y), (row, col), "point"
-        self.refresh_point()
-        self.refresh_grid()
+        self.update_state(cell=(int(row), int(col)), point=None, focus="point")
 
     def move_point(self, d_row: int, d_col: int) -> None:
         if self.analysis is None or self.cell is None:
@@ -288,32 +265,16 @@ class DetrPanel(QtWidgets.QWidget):
     def step_layer(self, delta: int) -> None:
         self.layer_spin.setValue(self.layer_spin.value() + delta)
 
-    def step_head(self, delta: int) -> None:
-        i = (self.head_combo.currentIndex() + delta) % max(1, self.head_combo.count())
-        self.head_combo.setCurrentIndex(i)
-
     def toggle_cls(self) -> None:
         """C: the heads grid switches between the selected object and the point."""
         self.focus_combo.setCurrentIndex(1 - self.focus_combo.currentIndex())
 
-    def toggle_direction(self) -> None:
-        self.direction_combo.setCurrentIndex(1 - self.direction_combo.currentIndex())
-
     # -- handlers ------------------------------------------------------------------------------
     def _on_threshold_change(self, value: int) -> None:
-        self._threshold = value / THRESHOLD_STEPS
-        self._on_threshold_set()
-
-    def _on_threshold_set(self) -> None:
-        self._update_threshold_label()
-        if self.analysis is not None:
-            self._update_detections()
-            self.refresh_query()
-            self.refresh_grid()
-            self.refresh_matrix()
+        self.set_threshold(value / THRESHOLD_STEPS)
 
     def _update_threshold_label(self) -> None:
-        self.threshold_label.setText(f"{self.threshold:.3g}")
+        self.threshold_label.setText(f"{self.state.threshold:.3g}")
 
     def _on_hint_link(self, _link: str) -> None:
         """Lower the threshold to between the k-th and (k+1)-th best scores: the best k show."""
@@ -327,23 +288,10 @@ class DetrPanel(QtWidgets.QWidget):
             self.select_query(self.detections[row].query)
 
     def _on_layer_change(self, value: int) -> None:
-        self.layer = value
-        self.refresh_maps()
-
-    def _on_head_change(self, index: int) -> None:
-        data = self.head_combo.itemData(index)
-        if data is not None:
-            self.head = data
-            self.refresh_maps()
-
-    def _on_direction_change(self, index: int) -> None:
-        self.direction = self.direction_combo.itemData(index)
-        self.refresh_point()
-        self.refresh_grid()
+        self.update_state(layer=value)
 
     def _on_focus_change(self, index: int) -> None:
-        self.focus = self.focus_combo.itemData(index)
-        self.refresh_grid()
+        self.update_state(focus=self.focus_combo.itemData(index))
 
     def _on_det_click(self, x: float, y: float, shift: bool, scene_pos: QtCore.QPointF) -> None:
         if self.analysis is None:
@@ -359,79 +307,89 @@ class DetrPanel(QtWidgets.QWidget):
         self.set_point(x, y)
 
     def _on_tile_click(self, layer: int, head: int) -> None:
-        with QtCore.QSignalBlocker(self.layer_spin), QtCore.QSignalBlocker(self.head_combo):
-            self.layer_spin.setValue(layer)
-            self.head_combo.setCurrentIndex(self.head_combo.findData(head))
-        self.layer, self.head = layer, head
-        self.refresh_maps()
+        self.update_state(layer=layer, head=head)
 
     def _on_matrix_row(self, row: int) -> None:
         if 0 <= row < len(self.detections):
             self.select_query(self.detections[row].query)
 
+    def readout(self, x: float, y: float) -> str | None:
+        a, s = self.analysis, self.state
+        cell = a.cell_at(x, y)
+        if cell is None:
+            return None
+        r, c = cell
+        text = f"feature cell (row {r}, col {c})"
+        hit = self.boxes.box_at(x, y)
+        if hit is not None:
+            text += f" · in the box of {object_name(a, hit)} (query {hit})"
+        if self.query is not None:
+            text += f" · cross-attention {self.query_map()[r, c]:.4g}"
+        text += f" · encoder attention {s.direction} the point {self.point_map()[r, c]:.4g}"
+        return text
+
     # -- drawing -------------------------------------------------------------------------------
+    def _update_detections(self) -> None:
+        """Detections at the state's threshold -> boxes, list, hint."""
+        self.detections = self.analysis.detections(self.state.threshold)
+        self.boxes.selected = self.query
+        self.boxes.set_boxes([(d.query, d.box, label_text(d), box_color(i))
+                              for i, d in enumerate(self.detections)])
+        self.det_list.set_detections(self.detections, self.query)
+        if self.detections:
+            self.hint_label.setVisible(False)
+            return
+        scores = self.analysis.best_scores()
+        best = int(np.argmax(scores))
+        self.hint_label.setText(
+            f"No object scores above {self.state.threshold:.3g} (the best: {scores[best]:.3f}, query {best}). "
+            f"<a href='top'>Show the {TOP_K_HINT} best</a>")
+        self.hint_label.setVisible(True)
+
     def refresh(self) -> None:
         if self.analysis is None:
             return
         xs, ys = self.analysis.grid.edges()
         for view in (self.det_view, self.enc_view):
-            view.set_grid(xs, ys, self.display.show_grid)
+            view.set_grid(xs, ys, self.state.grid)
+        self.boxes.set_selected(self.query)
+        self.det_list.set_current(self.detection_rank(self.query))
         self.refresh_query()
         self.refresh_point()
         self.refresh_grid()
         self.refresh_matrix()
-
-    def refresh_maps(self) -> None:
-        """After a layer or head change: everything that depends on them."""
-        if self.analysis is None:
-            return
-        self.refresh_query()
-        self.refresh_point()
-        self.refresh_grid()
-        self.refresh_matrix()
-
-    def _head_text(self) -> str:
-        return f"head {self.head}" if isinstance(self.head, int) else f"heads {self.head}"
 
     def query_map(self) -> np.ndarray | None:
         if self.query is None:
             return None
-        return self.analysis.cross_attention(self.decoder_layer, self.head, self.query)
+        return self.analysis.cross_attention(self.decoder_layer, self.state.head, self.query)
 
     def point_map(self) -> np.ndarray | None:
         if self.cell is None:
             return None
-        return self.analysis.encoder_attention_map(self.encoder_layer, self.head, direction=self.direction,
-                                                   cell=self.cell)
+        return self.analysis.encoder_attention_map(self.encoder_layer, self.state.head,
+                                                   direction=self.state.direction, cell=self.cell)
+
+    def _set_map(self, view, values) -> None:
+        s = self.state
+        view.set_map(values, self.analysis.grid.extent(), s.colormap, opacity=s.opacity, overlay=s.overlay)
 
     def refresh_query(self) -> None:
-        if self.analysis is None:
-            return
-        a, d = self.analysis, self.display
         m = self.query_map()
-        self.det_view.set_map(m, a.grid.extent(), d.colormap, opacity=d.opacity)
+        self._set_map(self.det_view, m)
         if m is None:
             self.det_view.set_title("Detections · no object selected")
             self.query_label.setText("object: none (lower the threshold)" if not self.detections
                                      else "object: none")
             return
-        rank = self.detection_rank(self.query)
-        name = self._query_name(self.query)
-        self.det_view.set_title(f"Decoder cross-attention · {name} (query {self.query}) · "
-                                f"layer {self.decoder_layer} · {self._head_text()}")
-        self.query_label.setText(f"object: {name}, query {self.query}"
-                                 + ("" if rank is not None else " (below the threshold)"))
-
-    def _query_name(self, query: int) -> str:
-        probs = self.analysis.probabilities()[query, :-1]
-        return self.analysis.class_name(int(np.argmax(probs)))
+        self.det_view.set_title(cross_title(self.analysis, self.state))
+        self.query_label.setText(f"object: {object_name(self.analysis, self.query)}, query {self.query}"
+                                 + ("" if self.state.detection is not None else " (below the threshold)"))
 
     def refresh_point(self) -> None:
-        if self.analysis is None:
-            return
-        a, d = self.analysis, self.display
+        a = self.analysis
         m = self.point_map()
-        self.enc_view.set_map(m, a.grid.extent(), d.colormap, opacity=d.opacity)
+        self._set_map(self.enc_view, m)
         if m is None:
             self.enc_view.set_selection(None)
             for marker in (self.det_marker, self.enc_marker):
@@ -442,66 +400,40 @@ class DetrPanel(QtWidgets.QWidget):
         self.enc_view.set_selection(a.grid.rect(r, c))
         for marker in (self.det_marker, self.enc_marker):
             marker.setData(pos=[self.point])
-        arrow = "from" if self.direction == "from" else "to"
-        self.enc_view.set_title(f"Encoder self-attention {arrow} cell ({r}, {c}) · "
-                                f"layer {self.encoder_layer} · {self._head_text()}")
+        self.enc_view.set_title(encoder_title(a, self.state))
         self.point_label.setText(f"point: ({self.point[0]:.0f}, {self.point[1]:.0f}) px, "
                                  f"feature cell (row {r}, col {c})")
 
     def refresh_grid(self) -> None:
-        if self.analysis is None:
-            return
-        a, cmap = self.analysis, self.display.colormap
-        focus = self.focus
-        if focus == "query" and self.query is None:
-            focus = "point"  # nothing to show for an object: show the point instead
+        a, s = self.analysis, self.state
         with QtCore.QSignalBlocker(self.focus_combo):
-            self.focus_combo.setCurrentIndex(self.focus_combo.findData(focus))
-        head = self.head if isinstance(self.head, int) else None
-        if focus == "query":
-            self.grid_view.set_maps(a.head_maps(self.query), cmap)
+            self.focus_combo.setCurrentIndex(self.focus_combo.findData(self.focus))
+        head = s.head if isinstance(s.head, int) else None
+        if self.focus == "query":
+            self.grid_view.set_maps(a.head_maps(self.query), s.colormap)
             self.grid_view.set_selected(self.decoder_layer, head)
-            self.grid_label.setText(f"<b>Decoder cross-attention</b> of {self._query_name(self.query)} "
+            self.grid_label.setText(f"<b>Decoder cross-attention</b> of {object_name(a, self.query)} "
                                     f"(query {self.query}): decoder layers × heads, each tile scaled on its own")
         elif self.cell is not None:
-            self.grid_view.set_maps(a.encoder_head_maps(direction=self.direction, cell=self.cell), cmap)
+            self.grid_view.set_maps(a.encoder_head_maps(direction=s.direction, cell=self.cell), s.colormap)
             self.grid_view.set_selected(self.encoder_layer, head)
-            self.grid_label.setText(f"<b>Encoder self-attention</b> {self.direction} cell {self.cell}: "
+            self.grid_label.setText(f"<b>Encoder self-attention</b> {s.direction} cell {self.cell}: "
                                     "encoder layers × heads, each tile scaled on its own")
 
     def refresh_matrix(self) -> None:
-        if self.analysis is None:
-            return
-        a = self.analysis
-        dets = self.detections
+        a, s, dets = self.analysis, self.state, self.detections
         queries = [d.query for d in dets]
-        values = (a.decoder_self_attention(self.decoder_layer, self.head, queries) if queries
+        values = (a.decoder_self_attention(self.decoder_layer, s.head, queries) if queries
                   else np.zeros((0, 0), np.float32))
         self.matrix_view.set_matrix(values, [f"q{q}" for q in queries],
-                                    [box_color(i) for i in range(len(dets))], self.display.colormap)
+                                    [box_color(i) for i in range(len(dets))], s.colormap)
         self.matrix_view.set_selected(self.detection_rank(self.query))
         self.matrix_label.setText(
             f"<b>Decoder self-attention</b> among the {len(dets)} detections · layer {self.decoder_layer} · "
-            f"{self._head_text()}" + (" · values in %" if len(dets) <= 6 else "") if dets else "<b>Decoder self-attention</b>: no detections to compare")
-
-    def view_settings(self) -> dict:
-        """What is shown, for captions, sidecars and reproducing a figure."""
-        return {"family": "detr", "threshold": self.threshold, "query": self.query,
-                "detections": [d.query for d in self.detections],
-                "point": list(self.point) if self.point is not None else None,
-                "cell": list(self.cell) if self.cell is not None else None,
-                "layer": self.layer,
-                "decoder_layer": self.decoder_layer if self.analysis is not None else None,
-                "encoder_layer": self.encoder_layer if self.analysis is not None else None,
-                "head": self.head, "direction": self.direction, "focus": self.focus,
-                **self.display.settings()}
+            f"{head_text(s.head)}" + (" · values in %" if len(dets) <= 6 else "") if dets
+            else "<b>Decoder self-attention</b>: no detections to compare")
 
     # -- export --------------------------------------------------------------------------------
-    def export_sources(self, settings: dict | None = None):
-        """What this panel can export (vitviz.gui.export), for view_settings() updated with
-        `settings` (None: what is on screen): "detections", "attention", "encoder", "grid", "head:H".
-        The settings keys (threshold, layer, head, query as a detection number or qN, point, ...)
-        are documented in detr_export."""
-        from .detr_export import export_sources
-
-        return export_sources(self, settings)
+    def focused_view(self) -> str:
+        focus = {self.enc_view: "encoder", self.grid_view: "grid", self.det_view: "detections"}
+        return next((name for w, name in focus.items() if w.hasFocus()), "detections")
