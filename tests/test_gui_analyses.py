@@ -108,7 +108,7 @@ def test_non_vit_and_open_function(qtbot, analysis):
     with qtbot.waitSignal(w.resultsShown, timeout=30000):
         assert open_analyses_window(host, analysis) is w
     w.close()
-    assert w._thread is None  # closing stops the worker thread
+    assert w._pool.activeThreadCount() == 0  # closing waits for the running computation
 
 
 def test_swin_shows_distance_per_block_and_no_vit_tabs(qtbot, win):
@@ -168,3 +168,17 @@ def test_patch_filter_tiles(qtbot, win):
     assert "first 28 principal components" in win.filters_note.text()
     shown(qtbot, win, vitviz.analyze(np.full((64, 64, 3), 90, np.uint8), model="demo_vit"))
     assert "convolutional stem" in win.filters_note.text()
+
+
+def test_deleting_the_parent_window_mid_computation_is_safe(qtbot, analysis):
+    from PySide6 import QtWidgets
+
+    from vitviz.gui import analyses_window as aw
+
+    host = QtWidgets.QWidget()
+    w = open_analyses_window(host, analysis)
+    for t in (0.3, 0.4, 0.5):  # pending requests, superseded
+        w.threshold.setValue(t)
+    host.deleteLater()  # the window goes with its parent, without a closeEvent
+    qtbot.waitUntil(lambda: not aw._RUNNING, timeout=30000)
+    qtbot.wait(100)  # a late result is delivered to nobody

@@ -24,33 +24,45 @@ from .views.tile_plot import highlight_item, tile_plot
 
 pg.setConfigOptions(imageAxisOrder="row-major")  # as the image views: arrays are (rows, cols)
 FAMILIES = ("vit", "swin")  # what the analyses apply to (Swin: distance and entropy, per block)
-SPREAD = 0.5
+SPREAD = 0.5  # the heads of a layer spread over this width around the layer's x, so dots can be picked
 NORMS_TAB = 3  # token norms: a forward of their own, computed when the tab is shown
 FILTERS_TAB = 4
 FILTERS_PER_ROW = 7  # the paper's 28 components as 4 rows of 7
-HIGH_NORM = 2.0  # patch tokens above this many times the layer's median patch norm are marked  # the heads of a layer spread over this width around the layer's x, so dots can be picked
+HIGH_NORM = 2.0  # patch tokens above this many times the layer's median patch norm are marked
 
 
-class _Job(QtCore.QObject):
-    """Lives in the worker thread."""
+class _Signals(QtCore.QObject):
+    """Made in the GUI thread, emitted from the pool's thread: the window's slot runs in the GUI thread."""
 
     done = QtCore.Signal(int, object)  # request id, {name: ndarray or error text}
 
-    @QtCore.Slot(int, object, object)
-    def compute(self, rid: int, analysis, requests) -> None:
+
+_RUNNING: set = set()  # tasks in flight keep their Python objects (and their signals) alive
+
+
+class _Task(QtCore.QRunnable):
+    def __init__(self, rid: int, analysis, requests, signals: _Signals):
+        super().__init__()
+        self.rid, self.analysis, self.requests, self.signals = rid, analysis, requests, signals
+        self.started = False
+
+    def run(self) -> None:
+        self.started = True
         out = {}
-        for name, params in requests:
-            try:
-                out[name] = analysis.analyse(name, **params)
-            except Exception as exc:  # shown in the tab instead of the plot; the others still run
-                out[name] = f"{type(exc).__name__}: {exc}"
-        self.done.emit(rid, out)
+        try:
+            for name, params in self.requests:
+                try:
+                    out[name] = self.analysis.analyse(name, **params)
+                except Exception as exc:  # shown in the tab instead of the plot; the others still run
+                    out[name] = f"{type(exc).__name__}: {exc}"
+            self.signals.done.emit(self.rid, out)
+        finally:
+            _RUNNING.discard(self)
 
 
 class AnalysesWindow(QtWidgets.QWidget):
     select = QtCore.Signal(int, int)  # (layer, head) of a clicked dot
     resultsShown = QtCore.Signal()  # every tab drawn from the latest request (tests wait on it)
-    _submit = QtCore.Signal(int, object, object)
 
     def __init__(self, parent=None):
         super().__init__(parent, QtCore.Qt.WindowType.Window)
@@ -59,8 +71,12 @@ class AnalysesWindow(QtWidgets.QWidget):
         self.analysis = None
         self.results: dict = {}
         self._rid = 0
-        self._thread: QtCore.QThread | None = None
-        self._job: _Job | None = None
+        # one worker thread of the window's own (a pool of one: requests run in order, pending
+        # superseded ones are dropped); deleting the window waits for a running task, never kills it
+        self._pool = QtCore.QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._signals = _Signals()  # no parent: a task still running after the window is gone emits into nothing
+        self._signals.done.connect(self._on_done)
 
         self.status = QtWidgets.QLabel("Open an image with a ViT to see its analyses.")
         self.tabs = QtWidgets.QTabWidget()
@@ -228,7 +244,6 @@ class AnalysesWindow(QtWidgets.QWidget):
         family = getattr(self.analysis, "family", None)
         if family not in FAMILIES:
             return
-        self._ensure_worker()
         self._rid += 1
         requests = [("attention_distance", {}), ("attention_entropy", {})]
         if family == "vit":
@@ -239,26 +254,20 @@ class AnalysesWindow(QtWidgets.QWidget):
             if self._norms_missing():
                 requests.append(("token_norms", {}))
         self.status.setText(f"Computing the analyses of {self.analysis.model_name}…")
-        self._submit.emit(self._rid, self.analysis, requests)
-
-    def _ensure_worker(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = QtCore.QThread(self)
-        self._job = _Job()
-        self._job.moveToThread(self._thread)
-        self._submit.connect(self._job.compute)
-        self._job.done.connect(self._on_done)  # a slot of this GUI-thread object: runs here
-        self._thread.finished.connect(self._job.deleteLater)
-        self._thread.start()
+        self._drop_pending()  # requests not started yet are superseded by this one
+        task = _Task(self._rid, self.analysis, requests, self._signals)
+        _RUNNING.add(task)
+        self._pool.start(task)
 
     def shutdown(self) -> None:
-        """Stop the worker thread (closing the window does it; a later analysis starts it again)."""
-        if self._thread is not None:
-            self._submit.disconnect(self._job.compute)
-            self._thread.quit()
-            self._thread.wait()
-            self._thread, self._job = None, None
+        """Drop pending requests and wait for the running one (closing the window does it)."""
+        self._drop_pending()
+        self._pool.waitForDone()
+
+    def _drop_pending(self) -> None:
+        self._pool.clear()
+        for task in [t for t in _RUNNING if t.signals is self._signals and not t.started]:
+            _RUNNING.discard(task)
 
     def closeEvent(self, event) -> None:
         self.shutdown()
