@@ -284,7 +284,8 @@ class AnalysesWindow(QtWidgets.QWidget):
         self._draw_norms()
         self._draw_filters()
         a = self.analysis
-        errors = [f"{k}: {v}" for k, v in results.items() if isinstance(v, str)]
+        errors = [f"{k}: {v}" for k, v in results.items()
+                  if isinstance(v, str) and k != "patch_filters"]  # a conv stem has none: its tab says so
         if a.family == "vit":
             what = (f"{a.num_layers} layers x {a.num_heads} heads, {a.grid.rows}x{a.grid.cols} patches, "
                     f"{a.num_prefix_tokens} prefix token(s)")
