@@ -203,6 +203,13 @@ class SwinAnalysis(ClassifierMixin):
         return np.mean([self.received_attention(stage, b.block, head) for b in self.stage_blocks(stage)],
                        axis=0).astype(np.float32)
 
+    def attention_steps(self, stage: int, block: int, head: int, token: Token):
+        """q, k, v, logits, bias, mask, weights, output of one head for one token, from the block's
+        own weights (vitviz.core.analysis.steps_swin); needs the model attached."""
+        from .steps_swin import swin_attention_steps
+
+        return swin_attention_steps(self, stage, block, head, token)
+
     # --- hierarchy -------------------------------------------------------------------------
     def merge_trace(self, x: float, y: float) -> list[MergeStep]:
         """Per stage, the token holding original pixel (x, y) and the four finer tokens merged

@@ -104,6 +104,13 @@ class ViTAnalysis(ClassifierMixin):
             self._rollout_cache.setdefault("engine", RolloutEngine(self.attn))
         return self._rollout_cache["engine"]
 
+    def attention_steps(self, layer: int, head: int, query: Query = "cls"):
+        """q, k, v, logits, weights, output of one head for one query, from the block's own weights
+        (vitviz.core.analysis.steps_vit); needs the model attached (vitviz.analyze attaches it)."""
+        from .steps_vit import vit_attention_steps
+
+        return vit_attention_steps(self, layer, head, query)
+
     def _layer(self, layer: int) -> int:
         if not -self.num_layers <= layer < self.num_layers:
             raise IndexError(f"layer {layer} out of range (model has {self.num_layers})")
