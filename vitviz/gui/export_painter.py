@@ -177,6 +177,7 @@ class MapPanel:
             self._paint_values(p, vector, X, Y)
         for shape in v.shapes:
             self._paint_shape(p, shape, X, Y)
+        self._paint_labels(p, v.shapes, X, Y)
         p.restore()
 
     def _paint_values(self, p, vector, X, Y) -> None:
@@ -250,15 +251,27 @@ class MapPanel:
             segs = [s for s in (_clip_segment(*e, R) for e in edges) if s]
             p.setPen(pen)
             p.drawLines([QtCore.QLineF(X(a), Y(b), X(c), Y(d)) for a, b, c, d in segs])
-        if shape.label:  # at the top-left corner of the part shown, kept inside the panel
-            size = 11.0
-            tw, th = text_width(shape.label, size) + 6, size + 6
-            px, py, pw, ph = self.rect
-            bx = max(px, min(X(inside[0]), px + pw - tw))
-            by = max(py, min(Y(inside[1]), py + ph - th))
+
+    def _paint_labels(self, p, shapes, X, Y) -> None:
+        """The rectangles' labels over everything, kept inside the panel and placed apart
+        (vitviz.core.detr.marks.place_labels): the shape drawn last (on top: DETR's selected box,
+        then the best) chooses its spot first, and is drawn last."""
+        from ..core.detr.marks import place_labels
+
+        size = 11.0
+        shown = [(s, _intersect(tuple(s.coords), self.region)) for s in reversed(shapes)
+                 if s.kind == "rect" and s.label]
+        shown = [(s, r) for s, r in shown if r is not None]
+        if not shown:
+            return
+        px, py, pw, ph = self.rect
+        sizes = [(text_width(s.label, size) + 6, size + 6) for s, _ in shown]
+        spots = place_labels([(X(r[0]), Y(r[1]), X(r[2]), Y(r[3])) for _, r in shown], sizes,
+                             (px, py, px + pw, py + ph), tol=1.0, inside_first=True)
+        p.setFont(font(size))
+        for (shape, _), (bx, by), (tw, th) in reversed(list(zip(shown, spots, sizes))):
             box = QtCore.QRectF(bx, by, tw, th)
             p.fillRect(box, qcolor(shape.color))
-            p.setFont(font(size))
             p.setPen(label_text_color(shape.color))
             p.drawText(box, int(QtCore.Qt.AlignmentFlag.AlignCenter), shape.label)
 

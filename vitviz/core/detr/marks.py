@@ -73,33 +73,38 @@ def _overlap(a, b, tol: float = 0.0) -> float:
     return w * h if w > tol and h > tol else 0.0
 
 
-def _candidates(box, size, bounds, stack: int):
+def _candidates(box, size, bounds, stack: int, inside_first: bool = False):
     """Top-left corners to try for a label of `size` on `box`, best first: on the top edge outside
-    (above), inside at the top, below the box, inside at the bottom, the same at the right edge,
-    then stacked further above and below. Each kept inside `bounds`."""
+    (above), inside at the top (these two swapped if `inside_first`), below the box, inside at the
+    bottom, the same at the right edge, then stacked further above and below. Each kept inside
+    `bounds`."""
     x0, y0, x1, y1 = box
     w, h = size
     bx0, by0, bx1, by1 = bounds
     spots = [(x0, y0 - h), (x0, y0), (x0, y1), (x0, y1 - h),
              (x1 - w, y0 - h), (x1 - w, y0), (x1 - w, y1), (x1 - w, y1 - h)]
+    if inside_first:
+        spots[0], spots[1] = spots[1], spots[0]
     for k in range(1, stack + 1):
         spots += [(x0, y0 - h * (k + 1)), (x0, y1 + h * k), (x1 - w, y0 - h * (k + 1)), (x1 - w, y1 + h * k)]
     for x, y in spots:
         yield min(max(x, bx0), max(bx0, bx1 - w)), min(max(y, by0), max(by0, by1 - h))
 
 
-def place_labels(boxes, sizes, bounds, stack: int = 4, tol: float = 0.0) -> list[tuple[float, float]]:
+def place_labels(boxes, sizes, bounds, stack: int = 4, tol: float = 0.0,
+                 inside_first: bool = False) -> list[tuple[float, float]]:
     """Top-left corners for the labels of `boxes` ((x0, y0, x1, y1), y down) of `sizes` ((w, h)),
     all in one unit (screen or figure units: the labels' size is fixed there), inside `bounds`.
     Earlier boxes choose first (give the selected one, then the best). A label takes the first
     spot of _candidates that no label placed before it overlaps; where every spot is taken, the
     one it overlaps least. Labels sharing a strip no wider than `tol` (a pixel or two) count as
-    touching, not overlapping."""
+    touching, not overlapping. On screen a label sits above its box; in exported figures
+    (`inside_first`) inside its top-left corner, as vitviz 0.1 drew them."""
     placed: list[tuple] = []
     out = []
     for box, (w, h) in zip(boxes, sizes):
         best, best_cost = None, None
-        for x, y in _candidates(box, (w, h), bounds, stack):
+        for x, y in _candidates(box, (w, h), bounds, stack, inside_first):
             rect = (x, y, x + w, y + h)
             cost = sum(_overlap(rect, p, tol) for p in placed)
             if best_cost is None or cost < best_cost - 1e-9:
