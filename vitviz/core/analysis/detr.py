@@ -217,6 +217,13 @@ class DetrAnalysis(ModelInputMixin):
         a = self.dec_self[self._layer(layer, self.num_layers)]  # (heads, Q, Q)
         return fuse_heads(a[:, idx[:, None], idx[None, :]], head, axis=0).astype(np.float32)
 
+    def attention_steps(self, layer: int, head: int, query_index: int, kind: str = "cross"):
+        """q, k, v, logits, mask, weights, output of one head of decoder `layer`'s cross-attention
+        for object query `query_index` (vitviz.core.analysis.steps_detr); needs the model attached."""
+        from .steps_detr import detr_attention_steps
+
+        return detr_attention_steps(self, layer, head, query_index, kind)
+
     # -- checks --------------------------------------------------------------------------------
     @staticmethod
     def _direction(a: np.ndarray, idx: int, direction: str) -> np.ndarray:

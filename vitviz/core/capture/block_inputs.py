@@ -65,3 +65,36 @@ def swin_block_input(model: nn.Module, x, index: int) -> tuple[nn.Module, Tensor
                 h = swin_block_forward(block, h)
                 count += 1
     raise IndexError(f"Swin block {index} out of range (model has {count})")
+
+
+def _mha(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, key_padding_mask=None) -> Tensor:
+    return module.forward(query, key, value, key_padding_mask=key_padding_mask, need_weights=False)[0]
+
+
+def detr_cross_inputs(model: nn.Module, x, pixel_mask, layer: int) -> dict[str, Tensor]:
+    """vitviz DETR, x (3, H, W), pixel_mask (H, W) bool True = padding: what decoder `layer`'s
+    cross-attention is given, from a pass with every post-norm layer written out (attention through
+    .forward, no hooks). Keys: tgt (Q, D) the queries' residual stream entering the cross-attention,
+    query_pos (Q, D), memory (HW, D), pos (HW, D), key_padding_mask (HW,) bool."""
+    with torch.no_grad():
+        images = model_input_batch(model, x)
+        mask = torch.as_tensor(pixel_mask, dtype=torch.bool, device=images.device)[None]
+        feats, feat_mask, pos = model.backbone(images, mask)  # backbone: no vitviz hooks there
+        src = model.input_proj(feats).flatten(2).permute(2, 0, 1)  # (n, d, h, w) -> (hw, n, d)
+        pos = pos.flatten(2).permute(2, 0, 1)
+        pad = feat_mask.flatten(1)  # (n, hw)
+        for enc in model.transformer.encoder.layers:
+            qk = src + pos
+            src = enc.norm1(src + _mha(enc.self_attn, qk, qk, src, pad))
+            src = enc.norm2(src + enc.linear2(torch.relu(enc.linear1(src))))
+        query_pos = model.query_embed.weight.unsqueeze(1)  # (q, 1, d)
+        tgt = torch.zeros_like(query_pos)
+        for i, dec in enumerate(model.transformer.decoder.layers):
+            qk = tgt + query_pos
+            tgt = dec.norm1(tgt + _mha(dec.self_attn, qk, qk, tgt))
+            if i == layer:
+                return {"tgt": tgt[:, 0], "query_pos": query_pos[:, 0], "memory": src[:, 0],
+                        "pos": pos[:, 0], "key_padding_mask": pad[0]}
+            tgt = dec.norm2(tgt + _mha(dec.multihead_attn, tgt + query_pos, src + pos, src, pad))
+            tgt = dec.norm3(tgt + dec.linear2(torch.relu(dec.linear1(tgt))))
+    raise IndexError(f"decoder layer {layer} out of range (model has {len(model.transformer.decoder.layers)})")
