@@ -135,6 +135,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "Side column", lambda: self._panel_call("toggle_side"), key_of("toggle_side"))
         self._action(v, "&Fit view", lambda: self._panel_call("fit_views"), key_of("fit_view"))
         self._action(v, "Show what the model sees", lambda: self._panel_call("toggle_model_view"), key_of("model_view"))
+        v.addSeparator()
+        self._action(v, "&Analyses…", self.show_analyses, key_of("analyses"))
         h = self.menuBar().addMenu("&Help")
         self._action(h, "Keyboard shortcuts", self.show_shortcuts, key_of("shortcuts"))
         self._action(h, "About vitviz", self.show_about)
@@ -437,6 +439,30 @@ class MainWindow(QtWidgets.QMainWindow):
             self.shortcuts_dialog = ShortcutsDialog(self)
         self.shortcuts_dialog.show()
         self.shortcuts_dialog.raise_()
+
+    def show_analyses(self) -> None:
+        """The analyses window for the result on screen; clicking a head there shows it here."""
+        from .analyses_window import AnalysesWindow, open_analyses_window
+
+        first = self.findChild(AnalysesWindow) is None
+        win = open_analyses_window(self, self.analysis)
+        if first:
+            self.analysisShown.connect(win.set_analysis)
+            win.select.connect(self._on_analyses_select)
+        return win
+
+    @QtCore.Slot(int, int)
+    def _on_analyses_select(self, layer: int, head: int) -> None:
+        """A dot of the distance/entropy scatter: that layer (Swin: block over all stages) and head."""
+        a = self.analysis
+        if a is None:
+            return
+        panel = self.panel_for(a.family)
+        if a.family == "swin":
+            b = a.blocks[layer]
+            panel.update_state(stage=b.stage, block=b.block, head=head)
+        else:
+            panel.update_state(layer=layer, head=head)
 
     def show_about(self) -> None:
         from .. import __version__

@@ -33,6 +33,8 @@ KEYS = (
     Key("toggle_grid", "G", "Show or hide the token grid", "View"),
     Key("toggle_side", "Ctrl+B", "Hide or show the side column (more room for the views)", "View"),
     Key("model_view", "M", "Show what the model sees (its resized, cropped input)", "View"),
+    Key("analyses", "Ctrl+Shift+A", "Analyses: attention distance and entropy per head, position "
+        "embeddings, DINO masks, token norms", "View"),
     Key("fit_view", "F", "Fit the views to the image (undo zoom and pan)", "View"),
     Key("", "Mouse wheel / drag", "Zoom / pan (the views are linked)", "View"),
     Key("", "Double-click beside the image", "Fit the view", "View"),
