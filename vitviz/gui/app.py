@@ -13,6 +13,7 @@ def run_app(images: list[str] | None = None, model: str | None = None, weights: 
 
     from ..core.models.errors import RandomWeightsWarning
     from ..core.resources import app_icon_files, sample_images
+    from .crash_report import install as install_crash_report, open_settings
     from .main_window import MainWindow
 
     warnings.filterwarnings("ignore", category=RandomWeightsWarning)  # the window's banner says it
@@ -26,7 +27,11 @@ def run_app(images: list[str] | None = None, model: str | None = None, weights: 
         icon.addFile(str(f))
     if not icon.isNull():
         app.setWindowIcon(icon)
-    win = MainWindow(model=model, weights=weights, device=device)
+    install_crash_report(app)  # an exception in any slot: a report (dialog + log), the session goes on
+    settings, notice = open_settings()  # a damaged settings file: defaults and a one-line notice
+    win = MainWindow(model=model, weights=weights, device=device, settings=settings)
+    if notice:
+        win.statusBar().showMessage(notice, 20000)
     # `vitviz bench` start-up rows only (off unless the variable is set): print timestamps at the
     # first window paint / first attention map painted, then exit. See vitviz/gui/startup_probe.py.
     if os.environ.get("VITVIZ_BENCH_STARTUP"):

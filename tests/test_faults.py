@@ -1,0 +1,132 @@
+"""Faults injected on purpose, as a user meets them: an exception in a slot, a damaged settings file,
+an export that cannot be written, the worker raising in the middle of a run, a checkpoint deleted
+while it loads. Each checks what the user sees and that the session goes on. Faults other tests cover
+already are not repeated here: a model switch mid-run (test_gui_models), an image switch mid-run
+(test_gui_vit::test_superseded_results_are_dropped), a checkpoint that fails to load
+(test_gui_vit::test_bad_checkpoint_restores_model_and_weights), ENOSPC in the writer itself
+(test_export)."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6 import QtCore
+
+from .gui_helpers import make_window, open_and_wait
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    rng = np.random.default_rng(5)
+    path = tmp_path / "img.png"
+    Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+# -- uncaught exceptions and the settings file, through the real start-up (run_app) ----------------
+_DRIVER = textwrap.dedent("""
+    import json, os, sys
+    from PySide6 import QtCore, QtWidgets
+    app = QtWidgets.QApplication(sys.argv[:1])
+    out = {}
+
+    class Boom(QtCore.QObject):
+        @QtCore.Slot()
+        def fire(self):
+            raise RuntimeError("injected fault in a slot")
+
+    boom = Boom()
+
+    def look(key):
+        win = next(w for w in app.topLevelWidgets() if isinstance(w, QtWidgets.QMainWindow))
+        out[key] = win.statusBar().currentMessage()
+        out[key + "_model"] = win.model
+
+    QtCore.QTimer.singleShot(300, lambda: look("start"))
+    QtCore.QTimer.singleShot(400, boom.fire)          # an exception in a slot
+    QtCore.QTimer.singleShot(700, lambda: look("after"))
+    QtCore.QTimer.singleShot(800, lambda: (print(json.dumps(out)), app.quit()))
+    from vitviz.gui.app import run_app
+    code = run_app(images=[], model=sys.argv[1], weights="random")
+    print(json.dumps({"exit": code}))
+""")
+
+
+def _run_app(tmp_path, model="demo_vit"):
+    env = dict(os.environ, VITVIZ_NO_DIALOGS="1", QT_QPA_PLATFORM="offscreen",
+               XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_DATA_HOME=str(tmp_path / "data"))
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, model], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    return lines[0], lines[1], proc.stderr
+
+
+def test_exception_in_a_slot_is_logged_reported_and_the_session_goes_on(tmp_path):
+    seen, end, stderr = _run_app(tmp_path)
+    log = tmp_path / "data" / "vitviz" / "vitviz" / "crash.log"
+    text = log.read_text()
+    assert "RuntimeError: injected fault in a slot" in text and "in fire" in text
+    for field in ("vitviz ", "platform: ", "python: 3.", "torch: ", "Qt: ", "PySide6: ", "Traceback"):
+        assert field in text
+    assert "An internal error occurred (uncaught RuntimeError)" in seen["after"] and str(log) in seen["after"]
+    assert end == {"exit": 0}  # the event loop went on to the planned quit
+
+
+def test_a_damaged_settings_file_gives_defaults_and_a_notice(tmp_path):
+    conf = tmp_path / "config" / "vitviz"
+    conf.mkdir(parents=True)
+    (conf / "vitviz.conf").write_bytes(b"[display]\nopacity=abc\n[window]\ngeometry=\xff\xfe\x00junk\n")
+    seen, end, _ = _run_app(tmp_path)
+    assert seen["start"].startswith("The settings file was damaged (it holds binary data); starting with defaults")
+    assert (conf / "vitviz.conf.corrupt").read_bytes().startswith(b"[display]\nopacity=abc")
+    assert end == {"exit": 0}
+    again, _, _ = _run_app(tmp_path)  # the defaults were written back as a good file: no notice
+    assert "damaged" not in again["start"]
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"[model\nname=vit\n", "Qt could not read it"),
+    (b"\xc3\x28[model]\n", "not UTF-8"),
+    (b"[model]\nname=demo_vit\ngarbage line\n", "line 3 is neither"),
+    (b"[display]\nopacity=abc\n", "display/opacity"),
+    (b"[window]\ngeometry=hello\n", "window/geometry"),
+])
+def test_settings_problems_are_named(tmp_path, content, why):
+    from vitviz.gui.crash_report import settings_problem
+
+    path = tmp_path / "s.ini"
+    path.write_bytes(content)
+    assert why in settings_problem(QtCore.QSettings(str(path), QtCore.QSettings.Format.IniFormat))
+    path.write_bytes(b"[model]\nname=demo_vit\n; a comment\n\n[display]\nopacity=40\n")
+    assert settings_problem(QtCore.QSettings(str(path), QtCore.QSettings.Format.IniFormat)) is None
+
+
+def test_exception_in_a_worker_thread_reaches_the_gui_thread(qtbot, tmp_path, image_file):
+    import threading
+
+    from vitviz.gui.crash_report import CrashReporter
+
+    win = make_window(qtbot, tmp_path)
+    rep = CrashReporter(QtCore.QCoreApplication.instance(), str(tmp_path / "logs" / "crash.log"))
+    old = threading.excepthook
+    threading.excepthook = rep.threading_hook
+    try:
+        t = threading.Thread(target=lambda: 1 / 0, name="fault-thread")
+        t.start()
+        t.join()
+        qtbot.waitUntil(lambda: rep.count == 1, timeout=5000)
+    finally:
+        threading.excepthook = old
+    assert "ZeroDivisionError" in rep.last_report and "in thread fault-thread" in rep.last_report
+    assert "crash.log" in win.statusBar().currentMessage() and rep.dialog is None  # no dialog in tests
+    assert (tmp_path / "logs" / "crash.log").read_text().count("ZeroDivisionError") >= 1
