@@ -311,3 +311,20 @@ def test_small_and_large_windows_fit_toolbar_side_column_views_and_labels(qtbot,
     assert panel.side_split.sizes()[0] == 0
     panel.toggle_side()
     assert panel.side_split.sizes()[0] > 0
+
+
+def test_every_view_command_reaches_the_detr_panel_and_m_says_why_it_does_nothing(qtbot, tmp_path, image_file):
+    from .test_detr_api import TINY_DETR  # noqa: F401  (registers test_tiny_detr)
+
+    win = make_window(qtbot, tmp_path, model="test_tiny_detr")
+    for act in win.actions():  # before any result: nothing happens, nothing raises
+        if act.shortcut().toString() in ("M", "F", "Ctrl+B", "PgDown", "]", "D", "C"):
+            act.trigger()
+    open_and_wait(qtbot, win, image_file)
+    m = next(a for a in win.actions() if a.shortcut().toString() == "M")
+    m.trigger()
+    assert "not available for DETR" in win.statusBar().currentMessage()
+    panel = win.panels["detr"]
+    panel.update_state(layer=1)
+    next(a for a in win.actions() if a.shortcut().toString() == "PgUp").trigger()  # previous layer
+    assert panel.state.layer == 0

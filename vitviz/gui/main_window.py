@@ -125,16 +125,16 @@ class MainWindow(QtWidgets.QMainWindow):
         m.addSeparator()
         self._action(m, "&Quit", self.close, key_of("quit"))
         v = self.menuBar().addMenu("&View")
-        self._action(v, "Next layer", lambda: self._panel_call("step_layer", 1), key_of("next_layer"))
-        self._action(v, "Previous layer", lambda: self._panel_call("step_layer", -1), key_of("previous_layer"))
-        self._action(v, "Next head", lambda: self._panel_call("step_head", 1), key_of("next_head"))
-        self._action(v, "Previous head", lambda: self._panel_call("step_head", -1), key_of("previous_head"))
-        self._action(v, "Toggle CLS query", lambda: self._panel_call("toggle_cls"), key_of("toggle_cls"))
-        self._action(v, "Toggle direction", lambda: self._panel_call("toggle_direction"), key_of("toggle_direction"))
+        self._action(v, "Next layer", lambda: self._on_panel(lambda p: p.step_layer(1)), key_of("next_layer"))
+        self._action(v, "Previous layer", lambda: self._on_panel(lambda p: p.step_layer(-1)), key_of("previous_layer"))
+        self._action(v, "Next head", lambda: self._on_panel(lambda p: p.step_head(1)), key_of("next_head"))
+        self._action(v, "Previous head", lambda: self._on_panel(lambda p: p.step_head(-1)), key_of("previous_head"))
+        self._action(v, "Toggle CLS query", lambda: self._on_panel(lambda p: p.toggle_cls()), key_of("toggle_cls"))
+        self._action(v, "Toggle direction", lambda: self._on_panel(lambda p: p.toggle_direction()), key_of("toggle_direction"))
         self._action(v, "Toggle token grid", self.display.grid_check.toggle, key_of("toggle_grid"))
-        self._action(v, "Side column", lambda: self._panel_call("toggle_side"), key_of("toggle_side"))
-        self._action(v, "&Fit view", lambda: self._panel_call("fit_views"), key_of("fit_view"))
-        self._action(v, "Show what the model sees", lambda: self._panel_call("toggle_model_view"), key_of("model_view"))
+        self._action(v, "Side column", lambda: self._on_panel(lambda p: p.toggle_side()), key_of("toggle_side"))
+        self._action(v, "&Fit view", lambda: self._on_panel(lambda p: p.fit_views()), key_of("fit_view"))
+        self._action(v, "Show what the model sees", lambda: self._on_panel(lambda p: p.toggle_model_view()), key_of("model_view"))
         v.addSeparator()
         self._action(v, "&Analyses…", self.show_analyses, key_of("analyses"))
         h = self.menuBar().addMenu("&Help")
@@ -417,11 +417,16 @@ class MainWindow(QtWidgets.QMainWindow):
     def weights_label(self) -> str:
         return self.weights if self.weights in ("pretrained", "random") else os.path.basename(self.weights)
 
-    def _panel_call(self, method: str, *args) -> None:
+    def _on_panel(self, command) -> None:
+        """Run `command(panel)` on the family panel on screen (every panel has the base Panel's
+        commands; one without a model view says so itself). Before the first result: nothing to do."""
+        from .panel import Panel
+
         panel = self.stack.currentWidget()
-        fn = getattr(panel, method, None)
-        if fn is not None:
-            fn(*args)
+        if isinstance(panel, Panel):
+            command(panel)
+        else:
+            self.statusBar().showMessage("Open an image first (Ctrl+O): the views are empty.", 4000)
 
     # -- dialogs -------------------------------------------------------------------------------
     def _error_dialog(self, title: str, text: str) -> None:
