@@ -232,3 +232,95 @@ def test_cli_exports_detections(qapp, tmp_path, capsys, image_file):
     capsys.readouterr()
     assert main(args + ["--query", "0"]) == 1  # random weights: nothing scores above 0.7
     assert "detection 0: 0 object(s) score above the threshold" in capsys.readouterr().err
+
+
+# Sidecars written by vitviz 0.1 (the widget-state DETR panel; `vitviz export street.png --model
+# test_tiny_detr --weights random ...` on this file's image): their settings as they were written,
+# and what their panels showed. A re-run today must show the same.
+OLD_REQUEST = {"format": "png", "width": None, "dpi": 192.0, "aspect": "auto", "theme": "light", "title": True,
+               "colorbar": True, "caption": True, "region": None, "rows": None, "cols": None,
+               "tile_scale": "tile", "shared_scale": True}
+OLD_SIDECARS = [
+    ({"views": ["detections", "attention"],
+      "settings": {"family": "detr", "threshold": 0.0, "query": "q5",
+                   "detections": [2, 4, 11, 5, 9, 10, 0, 8, 6, 3, 1, 7], "point": [75.0, 45.0], "cell": [2, 3],
+                   "layer": 1, "decoder_layer": 1, "encoder_layer": 1, "head": 2, "direction": "from",
+                   "focus": "query", "colormap": "viridis", "opacity": 0.6, "overlay": "blend", "grid": True,
+                   "detection": 3}},
+     [{"name": "detections", "title": "Detections · cross-attention of frisbee (query 5) · layer 1 · head 2",
+       "levels": [0.0226898193359375, 0.052947998046875], "method": "detections + decoder cross-attention",
+       "threshold": 0.0, "layer": 1, "head": 2, "query": 5},
+      {"name": "attention", "title": "Cross-attention · frisbee (query 5) · layer 1 · head 2",
+       "levels": [0.0226898193359375, 0.052947998046875], "method": "decoder cross-attention", "layer": 1,
+       "head": 2, "query": 5}]),
+    ({"views": ["encoder", "head:1"],
+      "settings": {"family": "detr", "threshold": 0.05, "query": None, "detections": [],
+                   "point": [78.87323943661973, 56.25], "cell": [2, 3], "layer": 2, "decoder_layer": 2,
+                   "encoder_layer": 1, "head": "mean", "direction": "to", "focus": "point", "colormap": "viridis",
+                   "opacity": 0.6, "overlay": "blend", "grid": True, "detection": None}},
+     [{"name": "encoder", "title": "Encoder self-attention to cell (2, 3) · layer 1 · heads mean",
+       "levels": [0.028167724609375, 0.04183197021484375], "method": "encoder self-attention", "layer": 1,
+       "head": "mean", "cell": [2, 3], "point": [78.87323943661973, 56.25], "direction": "to"},
+      {"name": "head:1", "title": "Encoder layer 1 · head 1", "levels": [0.028167724609375, 0.04183197021484375],
+       "method": "encoder self-attention", "layer": 1, "head": 1, "cell": [2, 3],
+       "point": [78.87323943661973, 56.25], "direction": "to"}]),
+]
+
+
+@pytest.mark.parametrize("request_part, panels", OLD_SIDECARS, ids=["object", "encoder-cell"])
+def test_old_sidecars_rerun_to_the_same_figure(qapp, tmp_path, capsys, image_file, request_part, panels):
+    from vitviz.cli.export import main
+
+    side = tmp_path / "old.png.json"
+    side.write_text(json.dumps({
+        "request": {**OLD_REQUEST, **request_part}, "image": {"path": str(image_file), "name": image_file.name},
+        "model": {"name": "test_tiny_detr", "family": "detr", "weights": "random", "device": "cpu"},
+        "output": {"file": "old.png"}}))
+    assert main(["--from-sidecar", str(side), "--out", str(tmp_path / "again.png")]) == 0
+    new = json.loads((tmp_path / "again.png.json").read_text())
+    assert len(new["panels"]) == len(panels)
+    for old, now in zip(panels, new["panels"]):
+        for key, value in old.items():
+            if key == "levels":
+                assert now[key] == pytest.approx(value, rel=1e-6), key
+            else:
+                assert now[key] == value, key
+    settings = new["request"]["settings"]
+    for key, value in request_part["settings"].items():  # recorded again as they were
+        assert settings[key] == value, key
+
+
+HEADLESS = r"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name in ("PySide6.QtWidgets", "pyqtgraph", "superqt") or name.startswith("pyqtgraph."):
+            raise ImportError("blocked for this test: " + name)
+sys.meta_path.insert(0, Block())
+sys.path.insert(0, ROOT)
+from tests.test_detr_api import TINY_DETR  # registers the tiny test DETR
+from vitviz.__main__ import main
+rc = main(["export", IMAGE, "--model", "test_tiny_detr", "--weights", "random", "--view", "detections,encoder",
+           "--threshold", "0", "--query", "1", "--out", OUT, "--width", "400"])
+assert rc == 0, rc
+assert "PySide6.QtWidgets" not in sys.modules
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch and Qt: ~20 s on 2 shared cores
+def test_detr_export_runs_where_qt_widgets_cannot_be_imported(tmp_path, image_file):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "headless.png"
+    code = HEADLESS.replace("ROOT", repr(str(Path(__file__).resolve().parents[1]))).replace(
+        "IMAGE", repr(str(image_file))).replace("OUT", repr(str(out)))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    side = json.loads((tmp_path / "headless.png.json").read_text())
+    assert side["request"]["settings"]["detection"] == 1
+    assert [p["name"] for p in side["panels"]] == ["detections", "encoder"]
+    assert len(side["panels"][0]["detections"]) == 12
