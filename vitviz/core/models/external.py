@@ -19,6 +19,10 @@ def external_state(spec, module, download=False):
                                 "UNTRAINED random weights. Fetch them with `huggingface-cli download "
                                 f"{spec.name}` (pip install huggingface_hub)."]
         return converted_state(str(snapshot), module), spec.name, []
+    if spec.source == "clip":  # open_clip / transformers CLIP image towers (clip_specs)
+        from .clip_specs import clip_state
+
+        return clip_state(spec, module)
     raise ValueError(f"unknown model source {spec.source!r}")
 
 
@@ -32,4 +36,8 @@ def external_weights_state(spec) -> str:
         from .timm_models import timm_weights_file
 
         return "cached" if timm_weights_file(spec) else "downloadable"
+    if spec.source == "clip":
+        from .clip_specs import weights_on_disk
+
+        return weights_on_disk(spec)
     return "random"

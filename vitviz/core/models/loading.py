@@ -128,7 +128,7 @@ def load_model(name: str | ModelSpec | None, weights: str | os.PathLike | None =
         preprocess = spec.preprocess
     else:
         preprocess = spec.preprocess
-        if weights == "pretrained" and spec.source == "hf":
+        if weights == "pretrained" and spec.source in ("hf", "clip"):
             return _load_external(spec, device, download, notes, precision)
         if weights == "pretrained":
             state, source, preprocess = _pretrained_state(spec, download, notes)

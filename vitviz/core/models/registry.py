@@ -126,6 +126,7 @@ def _ensure_extensions() -> None:
     from importlib.metadata import entry_points
 
     for mod in ("vitviz.core.models.detr_specs", "vitviz.core.models.known_checkpoints",
+                "vitviz.core.models.clip_specs",  # before hf_specs: it claims the hub's CLIP ids
                 "vitviz.core.models.hf_specs", "vitviz.core.models.timm_specs"):
         try:
             importlib.import_module(mod)
