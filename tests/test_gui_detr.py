@@ -228,3 +228,91 @@ def test_mismatched_checkpoint_lists_keys_and_keeps_the_model(qtbot, detr_window
     assert win.analysis is a and panel.analysis is a
     assert win.model == "test_tiny_detr"
     assert win.stack.currentWidget() is panel
+
+
+def _tick_texts(axis):
+    """The tick labels pyqtgraph draws on `axis` (it drops those that leave the axis), with their rects."""
+    from PySide6 import QtGui
+
+    img = QtGui.QImage(10, 10, QtGui.QImage.Format.Format_RGB32)
+    p = QtGui.QPainter(img)
+    try:
+        specs = axis.generateDrawSpecs(p)
+    finally:
+        p.end()
+    return [(rect, text) for rect, _, text in specs[2]]
+
+
+def test_matrix_labels_every_row_at_any_count(qtbot):
+    from vitviz.gui.views.boxes import QueryMatrixView, box_color
+
+    m = QueryMatrixView()
+    qtbot.addWidget(m)
+    m.resize(300, 260)
+    m.show()
+    qtbot.waitExposed(m)
+    for k in (11, 30):
+        values = np.random.default_rng(k).random((k, k)).astype(np.float32)
+        labels = [f"q{90 + i}" for i in range(k)]
+        m.set_matrix(values, labels, [box_color(i) for i in range(k)])
+        qtbot.wait(20)
+        m._update_ticks()
+        left = _tick_texts(m.plot.getAxis("left"))
+        top = _tick_texts(m.plot.getAxis("top"))
+        assert [t for _, t in left] == labels  # every row, in order (was every other row at 11)
+        cols = [t.lstrip("q") for _, t in top]  # columns: without the "q" when narrow, thinned when narrower
+        step = int(cols[1]) - int(cols[0])
+        assert cols == [str(90 + i) for i in range(0, k, step)] and step <= 3
+        for texts in (left, top):
+            for (r1, _), (r2, _) in zip(texts, texts[1:]):
+                inter = r1.intersected(r2)
+                assert inter.width() * inter.height() <= 1.0, (k, r1, r2)  # legible: they do not overlap
+
+
+def test_box_labels_on_screen_avoid_each_other(qtbot, detr_window):
+    win, a = detr_window
+    panel = win.panels["detr"]
+    i = np.arange(a.num_queries)
+    # every box on nearly the same spot, as a detector stacks duplicates: their tags would pile up
+    boxes = np.stack([0.5 + 0.01 * (i % 3), 0.55 + 0.01 * (i % 2), np.full(i.shape, 0.3), np.full(i.shape, 0.4)], 1)
+    panel.set_analysis(dataclasses.replace(a, boxes=boxes.astype(np.float32)))
+    s = np.sort(a.best_scores())[::-1]
+    panel.set_threshold(float(s[5] + s[6]) / 2)  # six detections
+    qtbot.wait(20)
+    rects = [panel.boxes.labels[d.query].sceneBoundingRect() for d in panel.detections]
+    assert len(rects) == 6
+    view = panel.det_view.vb.sceneBoundingRect()
+    for r in rects:
+        assert view.adjusted(-1, -1, 1, 1).contains(r)
+    for r1, r2 in zip(rects, rects[1:]):
+        inter = r1.intersected(r2)
+        assert inter.width() <= 2.5 or inter.height() <= 2.5, (r1, r2)
+    for j, r in enumerate(rects):
+        for r2 in rects[j + 1:]:
+            inter = r.intersected(r2)
+            assert inter.width() <= 2.5 or inter.height() <= 2.5, (r, r2)
+    # the selected object's tag chooses first: right above its box
+    q = panel.detections[3].query
+    panel.select_query(q)
+    label = panel.boxes.labels[q].sceneBoundingRect()
+    top = panel.det_view.vb.mapViewToScene(QtCore.QPointF(panel.boxes.boxes[q][0], panel.boxes.boxes[q][1]))
+    assert abs(label.bottom() - top.y()) < 1.5 and abs(label.left() - top.x()) < 1.5
+
+
+def test_panel_holds_a_state_and_exports_from_it(qtbot, detr_window):
+    from vitviz.core.detr.state import DetrState
+
+    win, a = detr_window
+    panel = win.panels["detr"]
+    panel.set_threshold(0.0)
+    panel.select_query(panel.detections[2].query)
+    panel.select_cell(1, 2)
+    assert isinstance(panel.state, DetrState)
+    assert (panel.state.query, panel.state.cell, panel.state.detection) == (panel.detections[2].query, (1, 2), 2)
+    settings = panel.export_sources().settings
+    assert settings["query"] == f"q{panel.query}" and settings["cell"] == [1, 2] and settings["focus"] == "point"
+    assert DetrState.from_json(settings).resolved(a) == panel.state.replace(focus="point")
+    # M: DETR has no model view; the window says so in the status bar
+    action = next(act for act in win.actions() if act.shortcut().toString() == "M")
+    action.trigger()
+    assert "not available for DETR" in win.statusBar().currentMessage()

@@ -251,8 +251,9 @@ class QueryMatrixView(pg.GraphicsLayoutWidget):
         self._update_ticks()
 
     def _update_ticks(self, *_) -> None:
-        """A label on every row and column at any count: the font shrinks to the rows' height (down
-        to TICK_FONT_PX[0]), and the top axis drops the "q" when "qN" is wider than a column."""
+        """A label on every row at any count: the font shrinks to the rows' height (down to
+        TICK_FONT_PX[0]). The top axis drops the "q" when "qN" is wider than a column, and labels
+        every other (third...) column when even the number is."""
         if not self.labels:
             return
         left, top = self.plot.getAxis("left"), self.plot.getAxis("top")
@@ -265,13 +266,15 @@ class QueryMatrixView(pg.GraphicsLayoutWidget):
         font = QtGui.QFont()
         font.setPixelSize(size)
         fm = QtGui.QFontMetricsF(font)
-        short = [t[1:] if t[:1] == "q" else t for t in self.labels]
-        wide = max(fm.horizontalAdvance(t) for t in self.labels)
-        col_labels = self.labels if not dx > 0 or wide <= 0.9 / dx else short
+        cols = self.labels
+        if dx > 0 and max(fm.horizontalAdvance(t) for t in cols) > 0.9 / dx:
+            cols = [t[1:] if t[:1] == "q" else t for t in cols]
+        # columns narrower than their numbers (the colour markers still name them): every step-th
+        step = 1 if not dx > 0 else max(1, int(np.ceil(max(fm.horizontalAdvance(t) for t in cols) * dx / 0.9)))
         for axis in (left, top):
             axis.setStyle(tickFont=font)
         left.setTicks([[(i + 0.5, t) for i, t in enumerate(self.labels)], []])
-        top.setTicks([[(i + 0.5, t) for i, t in enumerate(col_labels)], []])
+        top.setTicks([[(i + 0.5, t) for i, t in enumerate(cols) if i % step == 0], []])
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().resizeEvent(event)
