@@ -14,21 +14,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import sys
 from pathlib import Path
+
+from .folder_tables import images_or_none, run_and_write, table_parser
 
 DEFAULT = "attention_distance,attention_entropy"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vitviz analyses", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("sources", nargs="+", help="image files or folders (every image in them, recursively)")
-    p.add_argument("--model", help="model name (see `vitviz models`; default demo_vit)")
-    p.add_argument("--weights", default="pretrained", help="pretrained, random, or a checkpoint file")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    p = table_parser("vitviz analyses", __doc__, "image files or folders (every image in them, recursively)")
     p.add_argument("--analyses", default=DEFAULT, help=f"comma-separated analyses (default {DEFAULT})")
     p.add_argument("--param", action="append", default=[], metavar="NAME.KEY=VALUE",
                    help="an analysis's parameter, e.g. dino_masks.threshold=0.6 (repeatable)")
@@ -60,27 +54,11 @@ def main(argv: list[str]) -> int:
     if out.suffix.lower() == ".csv" and not any(m.per_layer_head for m in decl):
         parser.error("a .csv holds (layer, head) tables: add attention_distance or attention_entropy, "
                      "or write .json")
-    from ..core.batch.folder import list_images
-
-    images = list_images(args.sources)
-    if not images:
-        print("vitviz analyses: no images found in " + ", ".join(args.sources), file=sys.stderr)
+    images = images_or_none("vitviz analyses", args.sources)
+    if images is None:
         return 2
-    try:
-        table = run(images, args, names, params)
-    except KeyboardInterrupt:
-        print("vitviz analyses: interrupted; nothing written.", file=sys.stderr)
-        return 130
-    except (ValueError, KeyError, RuntimeError) as exc:  # unknown model, a family without the analysis
-        print(f"vitviz analyses: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 2
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".csv":
-        write_csv(out, table)
-    else:
-        out.write_text(json.dumps(table, indent=1))
-    _print_summary(table, out)
-    return 0
+    return run_and_write("vitviz analyses", out, lambda: run(images, args, names, params), write_csv,
+                         _print_summary)
 
 
 def run(images: list[str], args, names: list[str], params: dict) -> dict:

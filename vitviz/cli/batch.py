@@ -14,15 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .folder_tables import table_parser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vitviz stats", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("sources", nargs="+", help="image files, folders, or (Ray) remote URIs")
-    p.add_argument("--model", help="model name (see `vitviz models`; default demo_vit)")
-    p.add_argument("--weights", default="pretrained", help="pretrained, random, or a checkpoint file")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    p = table_parser("vitviz stats", __doc__, "image files, folders, or (Ray) remote URIs")
     p.add_argument("--stats", default="",
                    help="comma-separated statistics (default: all that apply to the model's family): "
                         + ", ".join(_reducer_names()))

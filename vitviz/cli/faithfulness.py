@@ -14,21 +14,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import sys
 from pathlib import Path
 
 from ..core.faithfulness.report import AUCS
+from .folder_tables import images_or_none, run_and_write, table_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vitviz faithfulness", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("sources", nargs="+", help="image files or folders (every image in them, recursively)")
-    p.add_argument("--model", help="model name (see `vitviz models`; default demo_vit)")
-    p.add_argument("--weights", default="pretrained", help="pretrained, random, or a checkpoint file")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    p = table_parser("vitviz faithfulness", __doc__, "image files or folders (every image in them, recursively)")
     p.add_argument("--methods", default="rollout,relevance,random",
                    help="comma-separated methods, `random` for the baseline (default rollout,relevance,random)")
     p.add_argument("--steps", type=int, default=50, help="deletion / insertion steps (default 50)")
@@ -66,28 +59,11 @@ def main(argv: list[str]) -> int:
         params = parse_params(args.param, methods)
     except ValueError as exc:
         parser.error(str(exc))
-    from ..core.batch.folder import list_images
-
-    images = list_images(args.sources)
-    if not images:
-        print("vitviz faithfulness: no images found in " + ", ".join(args.sources), file=sys.stderr)
+    images = images_or_none("vitviz faithfulness", args.sources)
+    if images is None:
         return 2
-    try:
-        table = run(images, args, methods, params)
-    except KeyboardInterrupt:
-        print("vitviz faithfulness: interrupted; nothing written.", file=sys.stderr)
-        return 130
-    except (ValueError, KeyError, RuntimeError) as exc:  # unknown model or method, a model without classes
-        print(f"vitviz faithfulness: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".csv":
-        write_csv(out, table)
-    else:
-        out.write_text(json.dumps(table, indent=1))
-    _print_summary(table, out)
-    return 0
+    return run_and_write("vitviz faithfulness", Path(args.out), lambda: run(images, args, methods, params),
+                         write_csv, _print_summary)
 
 
 def run(images: list[str], args, methods: list[str], params: dict) -> dict:

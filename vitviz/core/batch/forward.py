@@ -71,31 +71,11 @@ def _timed(loaded, fn: Callable[[], Any]) -> tuple[Any, float]:
 # ---------------------------------------------------------------------------------------------- ViT
 
 
-@contextmanager
-def _vit_capture(model, dtype) -> Iterator[list[np.ndarray]]:
-    """Like capture.vit.capture_attention, but every layer's (batch, heads, N, N) is kept."""
-    from ..capture.host import to_host
-    from ..capture.vit import attention_modules
+def _vit_capture(model, dtype):
+    """capture.vit.capture_attention keeping every layer's (batch, heads, N, N)."""
+    from ..capture.vit import capture_attention
 
-    store: list[np.ndarray] = []
-
-    def pre_hook(module, args, kwargs):
-        kwargs["need_weights"] = True
-        kwargs["average_attn_weights"] = False
-        return args, kwargs
-
-    def hook(module, args, output):
-        store.append(to_host(output[1], dtype))
-
-    handles = []
-    try:
-        for mha in attention_modules(model):
-            handles.append(mha.register_forward_pre_hook(pre_hook, with_kwargs=True))
-            handles.append(mha.register_forward_hook(hook))
-        yield store
-    finally:
-        for h in handles:
-            h.remove()
+    return capture_attention(model, dtype, whole_batch=True)
 
 
 def vit_batch(loaded, items: list[Prepared], dtype) -> list:

@@ -25,9 +25,11 @@ def attention_modules(model: nn.Module) -> list[nn.MultiheadAttention]:
 
 
 @contextmanager
-def capture_attention(model: nn.Module, dtype: np.dtype = np.float16) -> Iterator[list[np.ndarray]]:
-    """Within the block, every forward appends one [heads, N, N] array per layer (batch item 0)
-    to the yielded list; moved to host memory once, per layer, in `dtype`."""
+def capture_attention(model: nn.Module, dtype: np.dtype = np.float16,
+                      whole_batch: bool = False) -> Iterator[list[np.ndarray]]:
+    """Within the block, every forward appends one [heads, N, N] array per layer (batch item 0;
+    with `whole_batch` the (batch, heads, N, N) array) to the yielded list; moved to host memory
+    once, per layer, in `dtype`."""
     store: list[np.ndarray] = []
     handles = []
 
@@ -38,7 +40,7 @@ def capture_attention(model: nn.Module, dtype: np.dtype = np.float16) -> Iterato
 
     def hook(module, args, output):
         weights = output[1]  # (batch, heads, N, N), rows = queries
-        store.append(to_host(weights[0], dtype))
+        store.append(to_host(weights if whole_batch else weights[0], dtype))
 
     try:
         for mha in attention_modules(model):
