@@ -105,6 +105,20 @@ class AttentionSteps:
         return out
 
 
+_CACHE_ATTR = "_vitviz_steps_input"
+
+
+def cached_input(analysis, key: tuple, compute):
+    """The last block input computed for `analysis`, by key: clicking other queries or heads of the
+    same block reuses it instead of running the model up to the block again (one entry kept)."""
+    hit = getattr(analysis, _CACHE_ATTR, None)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    value = compute()
+    object.__setattr__(analysis, _CACHE_ATTR, (key, value))  # not a field: in no repr or comparison
+    return value
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     """float64 softmax of a 1-D array; -inf entries get exactly 0."""
     x = np.asarray(x, np.float64)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .steps import AttentionSteps, softmax, to_numpy
+from .steps import AttentionSteps, cached_input, softmax, to_numpy
 
 
 def pixel_padding(analysis) -> np.ndarray:
@@ -35,7 +35,8 @@ def detr_attention_steps(analysis, layer: int, head: int, query_index: int, kind
         raise IndexError(f"head {head} out of range (layer has {analysis.num_heads})")
     head = int(head)
     model = model_of(analysis).module
-    inp = detr_cross_inputs(model, analysis.model_input, pixel_padding(analysis), layer)
+    inp = cached_input(analysis, ("detr", layer),
+                       lambda: detr_cross_inputs(model, analysis.model_input, pixel_padding(analysis), layer))
     dec = model.transformer.decoder.layers[layer]
     mha = dec.multihead_attn
     dim = mha.embed_dim

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from . import windows as win
-from .steps import AttentionSteps, softmax, to_numpy
+from .steps import AttentionSteps, cached_input, softmax, to_numpy
 
 
 def swin_attention_steps(analysis, stage: int, block: int, head: int, token) -> AttentionSteps:
@@ -29,7 +29,8 @@ def swin_attention_steps(analysis, stage: int, block: int, head: int, token) -> 
     head, (r, c) = int(head), (int(token[0]), int(token[1]))
     layout = b.layout
     slot = win.window_slot(layout, r, c)
-    module, h = swin_block_input(model_of(analysis).module, analysis.model_input, b.index)
+    module, h = cached_input(analysis, ("swin", b.index),
+                             lambda: swin_block_input(model_of(analysis).module, analysis.model_input, b.index))
     attn, v2 = module.attn, swin_v2_block(module)
     dim = h.shape[-1]
     dh = dim // attn.num_heads

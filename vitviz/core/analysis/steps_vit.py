@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .steps import AttentionSteps, PatchEmbeddingStep, softmax, to_numpy
+from .steps import AttentionSteps, PatchEmbeddingStep, cached_input, softmax, to_numpy
 
 
 def vit_attention_steps(analysis, layer: int, head: int, query="cls") -> AttentionSteps:
@@ -24,7 +24,7 @@ def vit_attention_steps(analysis, layer: int, head: int, query="cls") -> Attenti
     if not 0 <= int(head) < analysis.num_heads:
         raise IndexError(f"head {head} out of range (layer has {analysis.num_heads})")
     head, qi = int(head), analysis.token_index(query)
-    tokens, h = vit_block_input(model, analysis.model_input, layer)
+    tokens, h = cached_input(analysis, ("vit", layer), lambda: vit_block_input(model, analysis.model_input, layer))
     block = model.encoder.layers[layer]
     mha = block.self_attention
     dim = mha.embed_dim
