@@ -62,8 +62,10 @@ class _Worker(QtCore.QObject):
             return  # superseded while queued: skip the work entirely
         try:
             from ..core.api import analyze, get_model
+            from ..core.memory_estimate import check_model
 
             self.progress.emit(req.id, f"Loading {req.model}…")
+            check_model(req.model, req.image.size, req.device)  # refuses what would not fit in memory
             loaded = get_model(req.model, req.weights, req.device)
             if req.id != self._latest():
                 return
