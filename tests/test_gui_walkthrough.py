@@ -108,3 +108,22 @@ def test_swin_walkthrough_follows_the_clicked_token(qtbot, tmp_path, image_file)
     assert (s.mask == -100).any() and s.where == "stage 0 block 1, head 1"
     wt.close()
     assert wt.wait()
+
+
+@pytest.mark.slow  # builds a ResNet-18 DETR: ~19 s on the shared machine under load
+def test_detr_walkthrough_explains_the_selected_objects_cross_attention(qtbot, tmp_path, image_file):
+    from .test_detr_api import TINY_DETR  # noqa: F401 (registers test_tiny_detr)
+
+    win = make_window(qtbot, tmp_path, model="test_tiny_detr")
+    a = open_and_wait(qtbot, win, image_file)
+    panel = win.panels["detr"]
+    panel.update_state(query=None)
+    wt = open_and_wait_walkthrough(qtbot, win)
+    assert wt.walkthrough is None and "Select a detection" in wt.canvas.message  # nothing to explain yet
+    with qtbot.waitSignal(wt.updated, timeout=30000):
+        panel.update_state(query=3, layer=1, head=1)
+    s = wt.walkthrough.steps
+    assert s.where == "decoder layer 1 (cross), head 1" and s.query == 3
+    assert_top_k_of(a.cross_attention(1, 1, 3), wt.highlighted_keys(), 5)
+    wt.close()
+    assert wt.wait()
