@@ -34,7 +34,7 @@ def encoder_input(model, x):
     return tokens
 
 
-def _block(layer, x):
+def encoder_block(layer, x):
     """torchvision EncoderBlock.forward, the attention called through .forward (no hooks)."""
     y = layer.ln_1(x)
     y, _ = layer.self_attention.forward(y, y, y, need_weights=False)
@@ -51,7 +51,7 @@ def token_norms(model, x) -> np.ndarray:
         h = encoder_input(model, torch.as_tensor(np.asarray(x))[None].to(param.device, param.dtype))
         norms = []
         for layer in model.encoder.layers:
-            h = _block(layer, h)
+            h = encoder_block(layer, h)
             norms.append(h[0].norm(dim=-1))
     return torch.stack(norms).double().cpu().numpy()
 

@@ -22,13 +22,13 @@ def model_input_batch(model: nn.Module, x) -> Tensor:
 def vit_block_input(model: nn.Module, x, layer: int) -> tuple[Tensor, Tensor]:
     """torchvision-layout ViT, x (3, H, W): (tokens entering layer 0, residual entering `layer`),
     each (1, N, D)."""
-    from ..analysis.token_norms import _block, encoder_input
+    from ..analysis.token_norms import encoder_block, encoder_input
 
     with torch.no_grad():
         tokens = encoder_input(model, model_input_batch(model, x))
         h = tokens
         for block in model.encoder.layers[:layer]:
-            h = _block(block, h)
+            h = encoder_block(block, h)
     return tokens, h
 
 
