@@ -130,3 +130,120 @@ def test_exception_in_a_worker_thread_reaches_the_gui_thread(qtbot, tmp_path, im
     assert "ZeroDivisionError" in rep.last_report and "in thread fault-thread" in rep.last_report
     assert "crash.log" in win.statusBar().currentMessage() and rep.dialog is None  # no dialog in tests
     assert (tmp_path / "logs" / "crash.log").read_text().count("ZeroDivisionError") >= 1
+
+
+# -- export: a read-only folder, a full disk ------------------------------------------------------
+def _mount_tmpfs(folder, options: str) -> bool:
+    """A real tmpfs at `folder` (root on Linux); False where mounting is not allowed."""
+    folder.mkdir()
+    if sys.platform != "linux" or os.geteuid() != 0:
+        return False
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    return proc.returncode == 0
+
+
+@pytest.fixture
+def mounts():
+    made = []
+    yield made
+    for folder in made:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.mark.parametrize("fault, options, code, reason", [
+    ("read-only", "ro,size=1m", errno.EROFS, "Read-only file system"),
+    ("full", "size=4k", errno.ENOSPC, "the disk is full (no space left on device)"),
+])
+def test_export_that_cannot_be_written_says_why_leaves_nothing_and_keeps_the_figure(
+        qtbot, tmp_path, image_file, monkeypatch, mounts, fault, options, code, reason):
+    from vitviz.gui import export_request
+    from vitviz.gui.export_dialog import ExportDialog, export_from_dialog
+
+    win = make_window(qtbot, tmp_path)
+    a = open_and_wait(qtbot, win, image_file)
+    panel = win.panels["vit"]
+    before = panel.main_view.grab().toImage()
+    folder = tmp_path / "stick"
+    if _mount_tmpfs(folder, options):
+        mounts.append(folder)
+        how = "mounted"
+    else:  # no mount here: the same error, injected where the file is created
+        def refuse(*args, **kwargs):
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(export_request.tempfile, "mkstemp", refuse)
+        how = "injected"
+    target = folder / "fig.png"
+    dlg = ExportDialog(panel.export_sources(), "view", str(target), win)
+    qtbot.addWidget(dlg)
+    assert export_from_dialog(win, dlg) is None, how
+    assert f"Cannot write {target}: {reason}" in win.last_error
+    assert win.statusBar().currentMessage().startswith("Cannot write")
+    assert os.listdir(folder) == []  # no partial figure, no temporary, no sidecar
+    assert win.analysis is a and panel.main_view.grab().toImage() == before  # the figure is still there
+    ok = export_from_dialog(win, ExportDialog(panel.export_sources(), "view", str(tmp_path / "f.png"), win))
+    assert ok == str(tmp_path / "f.png")  # the next export elsewhere works
+
+
+# -- the worker raising in the middle of a run ---------------------------------------------------
+def test_worker_raising_mid_run_reports_keeps_the_result_and_the_next_run_works(qtbot, tmp_path, image_file,
+                                                                              monkeypatch):
+    from vitviz.core import api
+
+    win = make_window(qtbot, tmp_path)
+    a = open_and_wait(qtbot, win, image_file)
+    real = api.analyze
+    calls = []
+
+    def failing(image, model=None, **kw):  # the model loaded, then the forward fails
+        calls.append(model.name)
+        raise RuntimeError("injected: the forward pass failed")
+
+    monkeypatch.setattr(api, "analyze", failing)
+    with qtbot.waitSignal(win.runner.errorRaised, timeout=30000) as err:
+        win.set_model("demo_vit", "random")
+    assert calls == ["demo_vit"]
+    assert err.args[0] == "injected: the forward pass failed"  # an *Error's own text, as the worker gives it
+    assert "The previous result is still shown" in win.last_error
+    assert win.analysis is a and win.stack.currentWidget() is win.panels["vit"]
+    assert (win.model, win.weights) == ("test_tiny_vit", "random") and not win.progress.isVisible()
+    monkeypatch.setattr(api, "analyze", real)
+    with qtbot.waitSignal(win.analysisShown, timeout=60000) as shown:
+        win.set_model("demo_vit", "random")
+    assert shown.args[0].model_name == "demo_vit"
+
+
+# -- a checkpoint deleted or rewritten while it loads --------------------------------------------
+@pytest.mark.parametrize("fault", ["deleted", "truncated"])
+def test_checkpoint_changing_while_it_loads(qtbot, tmp_path, image_file, monkeypatch, fault):
+    import torch
+
+    from tests.helpers import build_tiny_vit
+
+    ckpt = tmp_path / "tiny.pth"
+    torch.manual_seed(3)
+    torch.save(build_tiny_vit().state_dict(), ckpt)
+    win = make_window(qtbot, tmp_path)
+    a = open_and_wait(qtbot, win, image_file)
+    real_load = torch.load
+
+    def load_after_fault(f, *args, **kwargs):  # the file passed the checks; then it changes
+        if str(f) == str(ckpt):
+            if fault == "deleted":
+                os.unlink(ckpt)
+            else:
+                data = ckpt.read_bytes()
+                ckpt.write_bytes(data[: len(data) // 2])
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load_after_fault)
+    with qtbot.waitSignal(win.runner.errorRaised, timeout=60000) as err:
+        win.set_model("test_tiny_vit", str(ckpt))
+    assert "tiny.pth" in err.args[0]
+    assert ("No such file" in err.args[0]) if fault == "deleted" else ("truncated" in err.args[0])
+    assert win.analysis is a and (win.model, win.weights) == ("test_tiny_vit", "random")
+    monkeypatch.setattr(torch, "load", real_load)
+    torch.save(build_tiny_vit().state_dict(), ckpt)  # the file is back: loading it works
+    with qtbot.waitSignal(win.analysisShown, timeout=60000) as shown:
+        win.set_model("test_tiny_vit", str(ckpt))
+    assert shown.args[0].weights == "tiny.pth" or "tiny.pth" in str(shown.args[0].weights)

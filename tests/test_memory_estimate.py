@@ -143,6 +143,7 @@ def test_estimate_is_within_20_percent_of_the_measured_peak(name, size):
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     d = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"{name}@{size}: estimate {d['estimate'] / 2**20:.0f} MiB, peak RSS growth {d['growth'] / 2**20:.0f} MiB")
     assert d["estimate"] == pytest.approx(d["growth"], rel=0.2), d
 
 
