@@ -145,11 +145,12 @@ class Painter:
         self.p.setBrush(QtCore.Qt.BrushStyle.NoBrush)
         self.p.setPen(QtGui.QPen(color, width))
         self.p.drawRect(t)
-        if label:
-            self.p.setFont(font(10, True))
-            self.p.fillRect(QtCore.QRectF(t.x(), t.y(), 7 * len(label) + 3, 13), color)
+        if label:  # sized to the token, so labels of small neighbouring tokens do not cover each other
+            size = float(np.clip(0.75 * min(t.width(), t.height()), 6.5, 10))
+            self.p.setFont(font(size, True))
+            self.p.fillRect(QtCore.QRectF(t.x(), t.y(), 0.7 * size * len(label) + 3, 1.3 * size), color)
             self.p.setPen(QtGui.QColor(255, 255, 255))
-            self.p.drawText(QtCore.QPointF(t.x() + 1.5, t.y() + 10.5), label)
+            self.p.drawText(QtCore.QPointF(t.x() + 1.5, t.y() + 1.05 * size), label)
 
     def mark_query(self, r, f):
         s = self.s
@@ -284,7 +285,11 @@ class Painter:
                 cx, cy = x + (n % 2) * (hw + 10), y + (n // 2) * 195
                 self.text(cx, cy, name, 12, True)
                 r, f, lv = self.picture(cx, cy + 18, hw, 150, vals, signed=True)
-                self.levels(cx, cy + 18 + r.height() + 2, lv, "range")
+                if vals is s.mask and not s.mask.any():
+                    self.text(cx, cy + 18 + r.height() + 2, "0 everywhere: no pair of this window is masked", 11,
+                              color=MUTED)
+                else:
+                    self.levels(cx, cy + 18 + r.height() + 2, lv, "range")
             return None
         x, y, w = self.panel(5, "6  DETR: what the object query attends to")
         r, f, _ = self.picture(x, y, w, 220, np.where(s.valid, 1.0, np.nan), dim=False)
