@@ -1,11 +1,59 @@
 """The parameters every class-specific method shares: what score it explains."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from . import Param
 
-TARGET = Param("target", -1, min=-1, label="Target",
-               help="class index (-1: the top-1 class); for DETR the detection's object query (-1: the "
-                    "most confident)")
+
+# --- text targets (CLIP): the target may be a prompt; y = cos(image, prompt) -------------------
+@dataclass(frozen=True)
+class ClassOrText(Param):
+    """An int parameter (class index) that also takes a text: a CLIP prompt ("a photo of a dog")."""
+
+    def check(self, value):
+        if isinstance(value, str) and not _is_int(value):
+            if not value.strip():
+                raise ValueError(f"{self.name} must be a class index or a non-empty prompt")
+            return value.strip()
+        return super().check(value)
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text.strip())
+    except ValueError:
+        return False
+    return True
+
+
+def is_text(target) -> bool:
+    return isinstance(target, str)
+
+
+def _text_only(analysis, target, contrast) -> None:
+    if analysis.family != "vit":
+        raise ValueError(f"a text target needs a CLIP model (a ViT), not a {analysis.family} model")
+    if contrast != -1:
+        raise ValueError("a text target takes no contrast class")
+
+
+def vit_products(analysis, target=-1, contrast: int = -1):
+    """grad_vit.vit_products for a class index; for a prompt, the products of its similarity."""
+    if is_text(target):
+        from ..models.clip_text import text_products
+
+        _text_only(analysis, target, contrast)
+        return text_products(analysis, target)
+    from ..capture.grad_vit import vit_products as class_products
+
+    return class_products(analysis, target, contrast)
+# --- end of text targets ------------------------------------------------------------------------
+
+
+TARGET = ClassOrText("target", -1, min=-1, label="Target",
+                     help="class index (-1: the top-1 class); for DETR the detection's object query (-1: "
+                          "the most confident); for CLIP models a text prompt (relevance, gradient rollout)")
 CONTRAST = Param("contrast", -1, min=-1, label="Contrast",
                  help="class subtracted from the target ('why target rather than this'); -1: none")
 
@@ -14,6 +62,11 @@ def target_info(analysis, target: int = -1, contrast: int = -1):
     """The Target a gradient method explains for these parameters (its index, name, score)."""
     from ..gradients import class_target
 
+    if is_text(target):  # text target
+        from ..models.clip_text import text_target
+
+        _text_only(analysis, target, contrast)
+        return text_target(analysis, target)
     if analysis.family == "detr":
         from ..capture.grad_detr import detection_target
 
@@ -26,7 +79,7 @@ def target_text(analysis, method, params: dict) -> str:
     if not method.needs_grad or "target" not in params:
         return ""
     t = target_info(analysis, params["target"], params.get("contrast", -1))
-    what = "score" if t.contrast >= 0 or t.cls >= 0 else "logit"
+    what = "cosine" if is_text(params["target"]) else "score" if t.contrast >= 0 or t.cls >= 0 else "logit"
     return f" · target: {t.label}, {what} {t.score:.3g}"
 
 

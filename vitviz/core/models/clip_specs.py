@@ -44,7 +44,7 @@ def open_clip_weights_file(pcfg: dict) -> Path | None:
     hub = pcfg.get("hf_hub") or ""
     if not hub:
         return None
-    repo, _, filename = hub.rstrip("/").rpartition("/") if hub.count("/") > 1 else (hub.rstrip("/"), "", "")
+    repo, filename = hub.rsplit("/", 1) if hub.count("/") > 1 else (hub, "")  # as open_clip splits it
     snap = snapshot_dir(repo)
     if snap is None:
         return None
@@ -217,7 +217,13 @@ def _where(spec: ModelSpec) -> str:
 
 
 def weights_on_disk(spec: ModelSpec) -> str:
-    return "cached" if spec.builder_kwargs.get("weights_file") else "downloadable"
+    """"cached" or "downloadable", looked up again (the weights may have arrived since the spec)."""
+    if spec.builder_kwargs.get("weights_file"):
+        return "cached"
+    try:
+        return "cached" if spec_for(spec.name).builder_kwargs.get("weights_file") else "downloadable"
+    except LookupError:
+        return "downloadable"
 
 
 register_resolver(accepts, spec_for)
