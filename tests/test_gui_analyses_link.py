@@ -46,3 +46,16 @@ def test_swin_dot_selects_stage_block_and_head(qtbot, tmp_path, image_file):
     aw.select.emit(last, 1)
     s = win.panels["swin"].state
     assert (s.stage, s.block, s.head) == (a.blocks[last].stage, a.blocks[last].block, 1)
+
+
+def test_w_opens_the_walk_through_for_the_attention_on_screen(qtbot, tmp_path, image_file):
+    from vitviz.gui.walkthrough_window import WalkthroughWindow
+
+    win = make_window(qtbot, tmp_path)
+    open_and_wait(qtbot, win, image_file)
+    w = next(a for a in win.actions() if a.shortcut().toString() == "W")
+    w.trigger()
+    found = win.findChildren(WalkthroughWindow)
+    assert len(found) == 1 and found[0].isVisible()
+    w.trigger()  # again: raised, not a second window
+    assert win.findChildren(WalkthroughWindow) == found

@@ -137,6 +137,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "Show what the model sees", lambda: self._on_panel(lambda p: p.toggle_model_view()), key_of("model_view"))
         v.addSeparator()
         self._action(v, "&Analyses…", self.show_analyses, key_of("analyses"))
+        self._action(v, "Explain this attention step by step…", self.show_walkthrough, key_of("walkthrough"))
         h = self.menuBar().addMenu("&Help")
         self._action(h, "Keyboard shortcuts", self.show_shortcuts, key_of("shortcuts"))
         self._action(h, "About vitviz", self.show_about)
@@ -444,6 +445,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self.shortcuts_dialog = ShortcutsDialog(self)
         self.shortcuts_dialog.show()
         self.shortcuts_dialog.raise_()
+
+    def show_walkthrough(self):
+        """The lecture's self-attention, step by step, for the query, layer and head on screen."""
+        from .walkthrough_window import open_walkthrough
+
+        return open_walkthrough(self)
 
     def show_analyses(self) -> None:
         """The analyses window for the result on screen; clicking a head there shows it here."""

@@ -35,6 +35,7 @@ KEYS = (
     Key("model_view", "M", "Show what the model sees (its resized, cropped input)", "View"),
     Key("analyses", "Ctrl+Shift+A", "Analyses: attention distance and entropy per head, position "
         "embeddings, DINO masks, token norms", "View"),
+    Key("walkthrough", "W", "Explain this attention step by step (q, k, scores, softmax, output)", "View"),
     Key("fit_view", "F", "Fit the views to the image (undo zoom and pan)", "View"),
     Key("", "Mouse wheel / drag", "Zoom / pan (the views are linked)", "View"),
     Key("", "Double-click beside the image", "Fit the view", "View"),
