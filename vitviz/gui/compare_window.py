@@ -1,0 +1,625 @@
+"""Methods side by side on the analysis on screen, with the evidence for each next to it.
+
+    Maps        one view per chosen method (raw attention of a layer / head, rollout, gradient
+                rollout, relevance, the library baselines Integrated Gradients and Grad-CAM), over
+                what the model saw; pan / zoom linked; a click marks the same token in every view and
+                reads each map's value there; one shared colour scale or each its own (switch);
+                each view titled with its method and parameters.
+    Curves      deletion and insertion (vitviz.core.faithfulness) for the target class, one line per
+                method plus the seeded `random` baseline, an AUC table beside; optionally the
+                cascading-randomisation sanity check (Spearman rho after the last unit), a method
+                whose map survives it flagged in the table and in its title.
+
+Maps and curves are computed in the window's own worker thread (a pool of one), with progress and
+cancel; results of a superseded request (another analysis, target or choice) are dropped on arrival.
+`export_png(path)` saves the maps (titles, colorbars), the curves and the table as one figure.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ..core.colormaps import lookup_table
+from .colormaps import DEFAULT_COLORMAP, colormap
+
+pg.setConfigOptions(imageAxisOrder="row-major")
+FAMILIES = ("vit", "swin")  # classifiers: the curves score class probabilities
+DEFAULT = ("attention", "rollout", "grad_rollout", "relevance", "integrated_gradients", "grad_cam")
+HEADS = ("mean", "max", "min")
+OPACITY = 0.7
+BG = "#202124"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One map to compare: a method with its view context and parameters (as analysis.explain takes them)."""
+
+    method: str
+    kwargs: tuple = ()  # (name, value) pairs
+
+    @property
+    def key(self) -> str:
+        return self.method + "".join(f" {k}={v}" for k, v in self.kwargs)
+
+    def title(self) -> tuple[str, str]:
+        """(the method's title, its context and parameters as 'k=v, ...'; the target is the window's)."""
+        from ..core.methods import get_method
+
+        m = get_method(self.method)
+        kw = dict(self.kwargs)
+        shown = {k: v for k, v in kw.items() if k in m.context}
+        shown.update({k: v for k, v in m.resolve({k: v for k, v in kw.items() if k not in m.context}).items()
+                      if k not in ("target", "contrast")})
+        return m.title, ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+class _Signals(QtCore.QObject):
+    """Made in the GUI thread, emitted from the pool's: the window's slots run in the GUI thread."""
+
+    map = QtCore.Signal(int, str, object)  # request id, entry key, ndarray or error text
+    curve = QtCore.Signal(int, str, object)  # request id, method key, Faithfulness
+    sanity = QtCore.Signal(int, str, object)  # request id, method key, Sanity or error text
+    progress = QtCore.Signal(int, int, str)  # request id, permille, what
+    done = QtCore.Signal(int, str)  # request id, "" / "cancelled" / an error
+
+
+_RUNNING: set = set()  # tasks in flight keep themselves (and their signals) alive
+
+
+class _Task(QtCore.QRunnable):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def run(self) -> None:
+        try:
+            self.fn()
+        finally:
+            _RUNNING.discard(self)
+
+
+def _params(analysis, entry: Entry, target: int) -> dict:
+    from ..core.methods import get_method
+
+    kw = dict(entry.kwargs)
+    if any(p.name == "target" for p in get_method(entry.method).params):
+        kw.setdefault("target", target)
+    return kw
+
+
+class CompareWindow(QtWidgets.QWidget):
+    mapsShown = QtCore.Signal()  # every chosen map drawn (tests wait on it)
+    curvesShown = QtCore.Signal(str)  # the curves run ended: "" / "cancelled" / an error
+
+    def __init__(self, parent=None):
+        super().__init__(parent, QtCore.Qt.WindowType.Window)
+        self.setWindowTitle("Compare methods — vitviz")
+        self.resize(1280, 820)
+        self.analysis = None
+        self.maps: dict[str, object] = {}
+        self.curves: dict[str, object] = {}
+        self.sanity: dict[str, object] = {}
+        self.selected: tuple[int, int] | None = None
+        self._rid = 0
+        self._cancel = threading.Event()
+        self._pool = QtCore.QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._signals = _Signals()
+        s = self._signals
+        s.map.connect(self._on_map)
+        s.curve.connect(self._on_curve)
+        s.sanity.connect(self._on_sanity)
+        s.progress.connect(self._on_progress)
+        s.done.connect(self._on_done)
+        self._build()
+
+    # ------------------------------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        side = QtWidgets.QVBoxLayout()
+        self.method_list = QtWidgets.QListWidget()
+        self.method_list.itemChanged.connect(lambda _: self._request_maps())
+        side.addWidget(QtWidgets.QLabel("Methods"))
+        side.addWidget(self.method_list, 1)
+        form = QtWidgets.QFormLayout()
+        self.layer_spin = QtWidgets.QSpinBox()
+        self.layer_spin.setRange(-1, 0)
+        self.head_combo = QtWidgets.QComboBox()
+        self.head_combo.addItems(HEADS)
+        self.target_combo = QtWidgets.QComboBox()
+        self.steps_spin = QtWidgets.QSpinBox()
+        self.steps_spin.setRange(2, 500)
+        self.steps_spin.setValue(50)
+        for w in (self.layer_spin, self.head_combo, self.target_combo):
+            (w.valueChanged if isinstance(w, QtWidgets.QSpinBox) else w.currentIndexChanged).connect(
+                lambda *_: self._request_maps())
+        form.addRow("Attention layer", self.layer_spin)
+        form.addRow("Attention head", self.head_combo)
+        form.addRow("Target class", self.target_combo)
+        form.addRow("Curve steps", self.steps_spin)
+        side.addLayout(form)
+        self.shared_box = QtWidgets.QCheckBox("One colour scale for all maps")
+        self.shared_box.toggled.connect(self._draw_maps)
+        self.sanity_box = QtWidgets.QCheckBox("Sanity check (model randomisation)")
+        self.run_button = QtWidgets.QPushButton("Compute curves")
+        self.run_button.clicked.connect(self.run_curves)
+        self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.export_button = QtWidgets.QPushButton("Export PNG…")
+        self.export_button.clicked.connect(self._export_dialog)
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setVisible(False)
+        for w in (self.shared_box, self.sanity_box, self.run_button, self.cancel_button, self.progress,
+                  self.export_button):
+            side.addWidget(w)
+
+        self.maps_view = pg.GraphicsLayoutWidget()
+        self.maps_view.setBackground(BG)
+        self.maps_view.scene().sigMouseClicked.connect(self._on_click)
+        self.deletion_plot, self.insertion_plot = (self._curve_plot(t) for t in ("Deletion", "Insertion"))
+        self.table = QtWidgets.QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["Method", "Del. AUC ↓", "Ins. AUC ↑", "Sanity ρ", "Sanity"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        font = self.table.font()
+        font.setPointSizeF(font.pointSizeF() * 0.85)
+        self.table.setFont(font)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.curves_box = QtWidgets.QWidget()
+        row = QtWidgets.QHBoxLayout(self.curves_box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.deletion_plot, 3)
+        row.addWidget(self.insertion_plot, 3)
+        row.addWidget(self.table, 4)
+        self.status = QtWidgets.QLabel("Open an image with a ViT or Swin classifier to compare methods.")
+        self.status.setWordWrap(True)
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        split.addWidget(self.maps_view)
+        split.addWidget(self.curves_box)
+        split.setSizes([470, 300])
+        main = QtWidgets.QVBoxLayout()
+        main.addWidget(split, 1)
+        main.addWidget(self.status)
+        top = QtWidgets.QHBoxLayout(self)
+        top.addLayout(side, 0)
+        top.addLayout(main, 1)
+
+    def _curve_plot(self, title: str) -> pg.PlotWidget:
+        p = pg.PlotWidget(background=BG)
+        p.setMenuEnabled(False)
+        p.hideButtons()
+        p.setTitle(f"{title}: probability of the target", color="w", size="9pt")
+        p.setLabel("bottom", "fraction of pixels " + ("removed" if title == "Deletion" else "inserted"))
+        p.setXRange(0, 1, padding=0.02)
+        p.setYRange(0, 1, padding=0.02)
+        p.showGrid(x=True, y=True, alpha=0.2)
+        p.addLegend(offset=(-5, 5) if title == "Deletion" else (-5, -5), labelTextSize="8pt",
+                    brush=pg.mkBrush(32, 33, 36, 200))
+        return p
+
+    # ------------------------------------------------------------------------------------ inputs
+
+    def set_analysis(self, analysis) -> None:
+        """Show `analysis`; a family without class scores shows why instead."""
+        from ..core.methods import methods
+
+        self.analysis = analysis
+        self._clear_curves()
+        self.selected = None
+        if analysis is None or analysis.family not in FAMILIES or getattr(analysis, "logits", None) is None:
+            self.method_list.clear()
+            self.maps = {}
+            self.status.setText("The comparison needs a ViT or Swin classifier.")
+            self._draw_maps()
+            return
+        with QtCore.QSignalBlocker(self.method_list), QtCore.QSignalBlocker(self.target_combo), \
+                QtCore.QSignalBlocker(self.layer_spin):
+            chosen = self.chosen_methods() or list(DEFAULT)
+            self.method_list.clear()
+            for m in methods(analysis.family):
+                if m.name == "attention" and analysis.family != "vit":
+                    continue  # Swin's raw attention is of one token's window: not a whole-image map
+                it = QtWidgets.QListWidgetItem(m.title)
+                it.setData(QtCore.Qt.ItemDataRole.UserRole, m.name)
+                it.setToolTip(m.description)
+                it.setFlags(it.flags() | QtCore.Qt.ItemFlag.ItemIsUserCheckable)
+                it.setCheckState(QtCore.Qt.CheckState.Checked if m.name in chosen else QtCore.Qt.CheckState.Unchecked)
+                self.method_list.addItem(it)
+            self.target_combo.clear()
+            for p in analysis.top_predictions(5):
+                self.target_combo.addItem(f"{p.label} ({p.index}), p = {p.probability:.2f}", p.index)
+            if analysis.family == "vit":
+                if self.layer_spin.minimum() != -analysis.num_layers:
+                    self.layer_spin.setRange(-analysis.num_layers, analysis.num_layers - 1)
+                    self.layer_spin.setValue(-1)  # the last layer
+                self.head_combo.clear()
+                self.head_combo.addItems([*HEADS, *map(str, range(analysis.num_heads))])
+        self._request_maps()
+
+    def chosen_methods(self) -> list[str]:
+        out = []
+        for i in range(self.method_list.count()):
+            it = self.method_list.item(i)
+            if it.checkState() == QtCore.Qt.CheckState.Checked:
+                out.append(it.data(QtCore.Qt.ItemDataRole.UserRole))
+        return out
+
+    def set_methods(self, names) -> None:
+        """Tick exactly these methods (for scripts and tests)."""
+        with QtCore.QSignalBlocker(self.method_list):
+            for i in range(self.method_list.count()):
+                it = self.method_list.item(i)
+                on = it.data(QtCore.Qt.ItemDataRole.UserRole) in names
+                it.setCheckState(QtCore.Qt.CheckState.Checked if on else QtCore.Qt.CheckState.Unchecked)
+        self._request_maps()
+
+    def target(self) -> int:
+        t = self.target_combo.currentData()
+        return int(t) if t is not None else -1
+
+    def entries(self) -> list[Entry]:
+        out = []
+        for name in self.chosen_methods():
+            kw = ()
+            if name == "attention":
+                head = self.head_combo.currentText()
+                kw = (("layer", self.layer_spin.value()), ("head", int(head) if head.isdigit() else head))
+            out.append(Entry(name, kw))
+        return out
+
+    # ------------------------------------------------------------------------------------ maps
+
+    def _next_request(self) -> int:
+        self._rid += 1
+        self._cancel.set()  # a running curve task stops at its next batch
+        self._cancel = threading.Event()
+        return self._rid
+
+    def _submit(self, fn) -> None:
+        task = _Task(fn)
+        _RUNNING.add(task)
+        self._pool.start(task)
+
+    def _request_maps(self) -> None:
+        if self.analysis is None:
+            return
+        self._clear_curves()
+        rid, a, entries, t, sig = self._next_request(), self.analysis, self.entries(), self.target(), self._signals
+        self.maps = {e.key: None for e in entries}
+        self._entries = entries
+        self.status.setText(f"Computing {len(entries)} map(s)…")
+
+        def work():
+            for e in entries:
+                try:
+                    value = np.asarray(a.explain(e.method, **_params(a, e, t)), np.float32)
+                except Exception as exc:  # a missing optional package, an unsuited model: shown in place
+                    value = f"{type(exc).__name__}: {exc}"
+                sig.map.emit(rid, e.key, value)
+        self._submit(work)
+
+    @QtCore.Slot(int, str, object)
+    def _on_map(self, rid: int, key: str, value) -> None:
+        if rid != self._rid or key not in self.maps:
+            return
+        self.maps[key] = value
+        if all(v is not None for v in self.maps.values()):
+            self._draw_maps()
+            self.status.setText(self._status_text())
+            self.mapsShown.emit()
+
+    def _status_text(self) -> str:
+        a = self.analysis
+        t = a.target_info(self.target())
+        return (f"{a.model_name}: target {t.label}, p = {t.probability:.3f}. Click a token to read every map "
+                f"there; pan and zoom are linked.")
+
+    def _levels(self) -> dict:
+        ok = {k: v for k, v in self.maps.items() if isinstance(v, np.ndarray) and np.isfinite(v).any()}
+        if self.shared_box.isChecked() and ok:
+            lo = min(float(np.nanmin(v)) for v in ok.values())
+            hi = max(float(np.nanmax(v)) for v in ok.values())
+            return {k: (lo, hi if hi > lo else lo + 1e-9) for k in ok}
+        return {k: (float(np.nanmin(v)), max(float(np.nanmax(v)), float(np.nanmin(v)) + 1e-9)) for k, v in ok.items()}
+
+    def _draw_maps(self) -> None:
+        view = self.maps_view
+        view.clear()
+        self.plots, self.overlays, self.marks = {}, {}, {}
+        a = self.analysis
+        if a is None or not self.maps or any(v is None for v in self.maps.values()):
+            return
+        photo = a.input_image()
+        h, w = photo.shape[:2]
+        g = a.grid
+        levels, first, cm = self._levels(), None, colormap(DEFAULT_COLORMAP)
+        shared = self.shared_box.isChecked()
+        cols = len(self._entries)
+        per_row = cols if cols <= 4 else (cols + 1) // 2
+        for i, e in enumerate(self._entries):
+            value = self.maps[e.key]
+            plot = view.addPlot(row=2 * (i // per_row), col=2 * (i % per_row))
+            plot.hideAxis("left")
+            plot.hideAxis("bottom")
+            plot.invertY(True)
+            plot.setAspectLocked(True)
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            base = pg.ImageItem(photo, levels=(0, 255))
+            base.setRect(QtCore.QRectF(0, 0, w, h))
+            plot.addItem(base)
+            flag = self._flag_text(e.key)
+            plot.setTitle(self._wrapped(e.title()) + flag, color="w", size="9pt")
+            self.plots[e.key] = plot
+            if isinstance(value, np.ndarray):
+                lo, hi = levels.get(e.key, (0.0, 1.0))
+                over = pg.ImageItem(np.nan_to_num(value, nan=lo), levels=(lo, hi))
+                over.setLookupTable(lookup_table(DEFAULT_COLORMAP))
+                over.setOpacity(OPACITY)
+                full = value.shape == g.shape  # else (an unknown grid): stretched over the input
+                over.setRect(QtCore.QRectF(0, 0, g.cols * g.cell_w if full else w, g.rows * g.cell_h if full else h))
+                plot.addItem(over)
+                self.overlays[e.key] = over
+                if not shared:
+                    bar = pg.ColorBarItem(values=(lo, hi), colorMap=cm, width=10, interactive=False, colorMapMenu=False)
+                    bar.setImageItem(over)
+                    view.addItem(bar, row=2 * (i // per_row), col=2 * (i % per_row) + 1)
+            else:
+                text = pg.TextItem(str(value), color="#ff8a80", anchor=(0.5, 0.5))
+                text.setPos(w / 2, h / 2)
+                plot.addItem(text)
+            mark = QtWidgets.QGraphicsRectItem(0, 0, 0, 0)
+            mark.setPen(pg.mkPen("#ff4081", width=2, cosmetic=True))
+            mark.setVisible(False)
+            plot.addItem(mark)
+            self.marks[e.key] = mark
+            plot.vb.setRange(QtCore.QRectF(0, 0, w, h), padding=0.02)
+            if first is None:
+                first = plot
+            else:
+                plot.setXLink(first)
+                plot.setYLink(first)
+        self._fit_size = (w, h)
+        QtCore.QTimer.singleShot(0, self, self.fit)  # once the layout has sized the views (not after self is gone)
+        if shared and self.overlays:
+            lo, hi = next(iter(levels.values()))
+            bar = pg.ColorBarItem(values=(lo, hi), colorMap=cm, width=12, interactive=False, colorMapMenu=False)
+            bar.setImageItem(list(self.overlays.values()))
+            view.addItem(bar, row=0, col=2 * per_row, rowspan=2 * ((cols - 1) // per_row) + 1)
+        self._show_selection()
+
+    def fit(self) -> None:
+        """Every map shows the whole input (the views are linked: fitting the first fits all)."""
+        if self.plots:
+            w, h = self._fit_size
+            next(iter(self.plots.values())).vb.setRange(QtCore.QRectF(0, 0, w, h), padding=0.02)
+
+    @staticmethod
+    def _wrapped(title: tuple[str, str]) -> str:
+        name, params = title
+        return name if not params else f"{name}<br><span style='font-size:7pt'>{params}</span>"
+
+    def _flag_text(self, key: str) -> str:
+        s = self.sanity.get(key)
+        return " <span style='color:#ffb000'>⚠ sanity</span>" if getattr(s, "flagged", False) else ""
+
+    def _on_click(self, ev) -> None:
+        a = self.analysis
+        if a is None:
+            return
+        for key, plot in self.plots.items():
+            if plot.vb.sceneBoundingRect().contains(ev.scenePos()):
+                p = plot.vb.mapSceneToView(ev.scenePos())
+                r, c = int(p.y() // a.grid.cell_h), int(p.x() // a.grid.cell_w)
+                if 0 <= r < a.grid.rows and 0 <= c < a.grid.cols:
+                    self.select_token(r, c)
+                return
+
+    def select_token(self, row: int, col: int) -> None:
+        """Mark token (row, col) in every map and read each map's value there."""
+        self.selected = (row, col)
+        self._show_selection()
+
+    def _show_selection(self) -> None:
+        if self.selected is None or self.analysis is None:
+            return
+        g, (r, c) = self.analysis.grid, self.selected
+        parts = []
+        for e in getattr(self, "_entries", []):
+            mark = self.marks.get(e.key)
+            if mark is not None:
+                mark.setRect(c * g.cell_w, r * g.cell_h, g.cell_w, g.cell_h)
+                mark.setVisible(True)
+            v = self.maps.get(e.key)
+            if isinstance(v, np.ndarray) and v.shape == g.shape:
+                parts.append(f"{get_title(e)} {v[r, c]:.4g}")
+        self.status.setText(f"Token (row {r}, col {c}): " + "; ".join(parts))
+
+    # ------------------------------------------------------------------------------------ curves
+
+    def run_curves(self) -> None:
+        """Deletion / insertion (and the sanity check when ticked) of every chosen map and `random`."""
+        from ..core.faithfulness import RANDOM, faithfulness
+        from ..core.faithfulness.curves import Cancelled
+        from ..core.faithfulness.sanity import sanity
+
+        if self.analysis is None or not self.maps or any(v is None for v in self.maps.values()):
+            return
+        self._clear_curves()
+        self._next_request()  # the maps stay; a curves run still going stops
+        rid, a, t, steps, cancel, sig = self._rid, self.analysis, self.target(), self.steps_spin.value(), \
+            self._cancel, self._signals
+        # the target goes in as faithfulness's own argument (it sets it for class-specific methods)
+        jobs = [(e.key, e.method, dict(e.kwargs)) for e in self._entries] + [(RANDOM, RANDOM, {})]
+        check = self.sanity_box.isChecked()
+        total = len(jobs) * 2 * (steps + 1) + (len(jobs) - 1) * (1000 if check else 0)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+
+        def work():
+            done = 0
+            try:
+                for key, method, params in jobs:
+                    def prog(d, n, base=done, key=key):
+                        sig.progress.emit(rid, int(1000 * (base + d) / total), f"{key}: curves")
+                    f = faithfulness(a, method, steps, t, progress=prog, cancel=cancel, **params)
+                    done += 2 * (steps + 1)
+                    sig.curve.emit(rid, key, f)
+                    if check and method != RANDOM:
+                        def sprog(d, n, base=done, key=key):
+                            sig.progress.emit(rid, int(1000 * (base + 1000 * d / n) / total), f"{key}: sanity")
+                        try:
+                            s = sanity(a, method, t, progress=sprog, cancel=cancel, **params)
+                        except Cancelled:
+                            raise
+                        except Exception as exc:  # a model layout the cascade does not know
+                            s = f"{type(exc).__name__}: {exc}"
+                        done += 1000
+                        sig.sanity.emit(rid, key, s)
+                sig.done.emit(rid, "")
+            except Cancelled:
+                sig.done.emit(rid, "cancelled")
+            except Exception as exc:
+                sig.done.emit(rid, f"{type(exc).__name__}: {exc}")
+        self._submit(work)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._cancel = threading.Event()
+
+    def _clear_curves(self) -> None:
+        self.curves, self.sanity = {}, {}
+        for p in (self.deletion_plot, self.insertion_plot):
+            p.clear()
+            p.getPlotItem().legend.clear()
+        self.table.setRowCount(0)
+
+    @QtCore.Slot(int, int, str)
+    def _on_progress(self, rid: int, permille: int, what: str) -> None:
+        if rid == self._rid:
+            self.progress.setValue(permille)
+            self.progress.setFormat(f"{what} %p%")
+
+    @QtCore.Slot(int, str, object)
+    def _on_curve(self, rid: int, key: str, f) -> None:
+        if rid != self._rid:
+            return
+        self.curves[key] = f
+        i = len(self.curves) - 1
+        random = f.method == "random"
+        pen = pg.mkPen("#9aa0a6", width=1.5, style=QtCore.Qt.PenStyle.DashLine) if random else \
+            pg.mkPen(pg.intColor(i, hues=max(len(self._entries), 2), values=1, maxValue=255), width=2)
+        label = "random (seed 0)" if random else self._short(key)
+        self.deletion_plot.plot(f.fractions, f.deletion, pen=pen, name=label)
+        self.insertion_plot.plot(f.fractions, f.insertion, pen=pen, name=label)
+        self._fill_table()
+
+    @QtCore.Slot(int, str, object)
+    def _on_sanity(self, rid: int, key: str, s) -> None:
+        if rid != self._rid:
+            return
+        self.sanity[key] = s
+        self._fill_table()
+        plot = self.plots.get(key)
+        entry = next((e for e in self._entries if e.key == key), None)
+        if plot is not None and entry is not None:
+            plot.setTitle(self._wrapped(entry.title()) + self._flag_text(key), color="w", size="9pt")
+
+    @QtCore.Slot(int, str)
+    def _on_done(self, rid: int, why: str) -> None:
+        if rid != self._rid:
+            return
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setVisible(False)
+        if why:
+            self.status.setText(f"Curves: {why}")
+        self.curvesShown.emit(why)
+
+    def _short(self, key: str) -> str:
+        e = next((e for e in self._entries if e.key == key), None)
+        return get_title(e) if e is not None else key
+
+    def _fill_table(self) -> None:
+        self.table.setRowCount(len(self.curves))
+        for row, (key, f) in enumerate(self.curves.items()):
+            s = self.sanity.get(key)
+            rho = "" if s is None else (f"{s.correlations[-1]:.2f}" if not isinstance(s, str) else "error")
+            flag = "" if s is None else ("error" if isinstance(s, str) else ("flagged" if s.flagged else "ok"))
+            cells = ["random" if f.method == "random" else self._short(key), f"{f.deletion_auc:.3f}",
+                     f"{f.insertion_auc:.3f}", rho, flag]
+            for col, text in enumerate(cells):
+                item = QtWidgets.QTableWidgetItem(text)
+                if col == 4 and flag == "flagged":
+                    item.setForeground(QtGui.QColor("#d93025"))
+                    item.setToolTip(f"the map still correlates {rho} with the original once every weight is "
+                                    "random: it does not reflect what the model learned")
+                elif col == 4 and isinstance(s, str):
+                    item.setToolTip(s)
+                self.table.setItem(row, col, item)
+
+    # ------------------------------------------------------------------------------------ export
+
+    def figure(self) -> QtGui.QImage:
+        """The maps (titles, colorbars), then the curves and the AUC table, with a caption: one image."""
+        parts = [self.maps_view.grab().toImage(), self.curves_box.grab().toImage()]
+        caption = self.status.text() if self.analysis is None else self._status_text().split(". Click")[0]
+        w = max(p.width() for p in parts)
+        top = 28
+        out = QtGui.QImage(w, top + sum(p.height() for p in parts), QtGui.QImage.Format.Format_RGB32)
+        out.fill(QtGui.QColor(BG))
+        painter = QtGui.QPainter(out)
+        painter.setPen(QtGui.QColor("white"))
+        painter.drawText(QtCore.QRectF(8, 0, w - 16, top), QtCore.Qt.AlignmentFlag.AlignVCenter, caption)
+        y = top
+        for p in parts:
+            painter.drawImage(0, y, p)
+            y += p.height()
+        painter.end()
+        return out
+
+    def export_png(self, path) -> None:
+        if not self.figure().save(str(path), "PNG"):
+            raise OSError(f"could not write {path}")
+
+    def _export_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export comparison", "comparison.png", "PNG (*.png)")
+        if path:
+            try:
+                self.export_png(path)
+            except OSError as exc:
+                QtWidgets.QMessageBox.warning(self, "Export failed", str(exc))
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self.cancel()
+        super().closeEvent(event)
+
+
+def get_title(entry: Entry) -> str:
+    """The method's title with its view context, without parameters: for legends and the table."""
+    from ..core.methods import get_method
+
+    ctx = ", ".join(f"{k} {v}" for k, v in entry.kwargs)
+    return get_method(entry.method).title + (f" ({ctx})" if ctx else "")
+
+
+def open_compare_window(parent, analysis=None) -> CompareWindow:
+    """The comparison window of `parent` (made once, then raised), showing `analysis` when given."""
+    win = parent.findChild(CompareWindow) if parent is not None else None
+    if win is None:
+        win = CompareWindow(parent)
+    if analysis is not None and analysis is not win.analysis:
+        win.set_analysis(analysis)
+    win.show()
+    win.raise_()
+    win.activateWindow()
+    return win
