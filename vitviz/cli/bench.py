@@ -32,6 +32,7 @@ GROUPS = {
     "relevance_detr": "vitviz.bench.relevance_detr",
     "startup": "vitviz.bench.startup",
     "memory": "vitviz.bench.memory",
+    "soak": "vitviz.bench.soak",
 }
 
 
