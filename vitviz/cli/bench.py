@@ -30,6 +30,7 @@ GROUPS = {
     "gui": "vitviz.bench.gui",
     "rollout": "vitviz.bench.rollout",
     "relevance_detr": "vitviz.bench.relevance_detr",
+    "faithfulness": "vitviz.bench.faithfulness",
     "startup": "vitviz.bench.startup",
     "memory": "vitviz.bench.memory",
     "soak": "vitviz.bench.soak",
