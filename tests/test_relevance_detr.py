@@ -303,7 +303,7 @@ def demo_rate(seeds):
 
 
 def test_demo_detr_relevance_peaks_on_each_box():
-    """Two held-out scenes, fast; the rate over 60 is the slow test below."""
+    """Two held-out scenes, fast; the rate over 40 is the slow test below."""
     from vitviz.demo.scenes import TEST_SEED
 
     scene_rate, det_rate = demo_rate([TEST_SEED + 100, TEST_SEED + 101])
@@ -311,10 +311,11 @@ def test_demo_detr_relevance_peaks_on_each_box():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~1 min on two idle cores; ten times that when they are shared
 def test_demo_detr_relevance_peaks_on_each_box_rate():
     """Every detection (score > 0.7) of a scene has its relevance maximum inside its own box, for at
-    least 90% of 60 held-out scenes (measured: 58/60 scenes, 246/248 detections)."""
+    least 90% of 40 held-out scenes (measured over 60: 58 scenes, 246 of 248 detections)."""
     from vitviz.demo.scenes import TEST_SEED
 
-    scene_rate, det_rate = demo_rate(range(TEST_SEED + 100, TEST_SEED + 160))
+    scene_rate, det_rate = demo_rate(range(TEST_SEED + 100, TEST_SEED + 140))
     assert scene_rate >= 0.9 and det_rate >= 0.9, (scene_rate, det_rate)

@@ -175,6 +175,8 @@ def detection_target(analysis, target: int = -1):
     (no-object excluded) and that class's logit."""
     from ..gradients import Target
 
+    if isinstance(target, str):
+        raise ValueError(f"a DETR target is an object query index, not {target!r}")
     q = int(np.argmax(analysis.best_scores())) if int(target) == -1 else int(target)
     if not 0 <= q < analysis.num_queries:
         raise ValueError(f"target {q} is not an object query of this model "
