@@ -247,3 +247,28 @@ def test_checkpoint_changing_while_it_loads(qtbot, tmp_path, image_file, monkeyp
     with qtbot.waitSignal(win.analysisShown, timeout=60000) as shown:
         win.set_model("test_tiny_vit", str(ckpt))
     assert shown.args[0].weights == "tiny.pth" or "tiny.pth" in str(shown.args[0].weights)
+
+
+def test_report_dialog_is_copyable_and_collects_later_reports(qtbot, tmp_path, monkeypatch):
+    from PySide6 import QtWidgets
+
+    from vitviz.gui.crash_report import CrashReporter
+
+    win = make_window(qtbot, tmp_path)
+    monkeypatch.delenv("VITVIZ_NO_DIALOGS")
+    rep = CrashReporter(QtCore.QCoreApplication.instance(), str(tmp_path / "crash.log"))
+    for exc in (ValueError("first"), KeyError("second")):
+        try:
+            raise exc
+        except Exception as e:  # noqa: BLE001
+            rep.excepthook(type(e), e, e.__traceback__)
+    qtbot.waitUntil(lambda: rep.count == 2, timeout=5000)
+    dlg = rep.dialog
+    qtbot.addWidget(dlg)
+    assert dlg.isVisible() and not dlg.isModal() and win.isVisible()
+    assert dlg.intro.text().startswith("2 errors reached the top of vitviz; the session goes on")
+    copy = next(b for b in dlg.findChildren(QtWidgets.QPushButton) if b.text() == "Copy report")
+    copy.click()
+    text = QtWidgets.QApplication.clipboard().text()
+    assert "ValueError: first" in text and "KeyError: 'second'" in text and text.count("platform: ") == 2
+    assert (tmp_path / "crash.log").read_text().count("uncaught") == 2

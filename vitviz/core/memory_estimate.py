@@ -96,7 +96,7 @@ class MemoryEstimate:
 
 
 def fmt_bytes(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / MiB:.0f} MiB"
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / MiB:.0f} MiB"
 
 
 def estimate(arch: Architecture, attention_dtype: str = "float16", weights_resident: bool = False) -> MemoryEstimate:
@@ -237,17 +237,15 @@ def check(spec, image_size: tuple[int, int], attention_dtype: str = "float16", d
         half = estimate(arch, "float16", weights_resident)
         if half.total <= free:
             fits.append(f"float16 attention ({fmt_bytes(half.total)})")
-    # a ViT's input size is fixed by its crop: there the smaller input means a model made for it
-    made_for = spec.family == "vit" and spec.preprocess.kind != "resize_short"
-    for side in range(9, 0, -1):
-        small = estimate(arch.scaled((side / 10) ** 2), attention_dtype, weights_resident)
-        if small.total <= free:
-            h, w = small.input_hw
-            fits.append(f"a model made for {h} px input ({fmt_bytes(small.total)})" if made_for else
-                        f"an input of {w}x{h} px ({fmt_bytes(small.total)})")
-            break
+    if spec.preprocess.kind == "resize_short":  # the input follows the image (DETR): a smaller one fits
+        for side in range(9, 0, -1):
+            small = estimate(arch.scaled((side / 10) ** 2), attention_dtype, weights_resident)
+            if small.total <= free:
+                fits.append(f"an input of {small.input_hw[1]}x{small.input_hw[0]} px ({fmt_bytes(small.total)})")
+                break
     what = "; ".join(fits) if fits else (
-        f"nothing smaller: the weights alone need {fmt_bytes(est.weights)}" if est.weights > free else "a smaller input")
+        f"a smaller model: the weights alone need {fmt_bytes(est.weights)}" if est.weights > free else
+        "a smaller model (this one's input size is fixed by its crop)")
     raise ModelTooLargeError(
         f"{spec.label} on this image would need {est.describe()}, but only {fmt_bytes(free)} of memory is "
         f"available, so it was not run. What would fit: {what}.")
