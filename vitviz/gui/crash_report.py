@@ -187,10 +187,25 @@ _CONVERTED = {"display/opacity": int, "window/geometry": _geometry}
 
 def settings_problem(settings: QtCore.QSettings) -> str | None:
     """Why the settings file cannot be trusted, or None. Qt's INI reader accepts almost anything
-    (random bytes become a key), so the file is checked line by line too."""
+    (random bytes become a key), so an INI file is checked line by line too; on every platform the
+    values the window converts at start-up must convert."""
     if settings.status() != QtCore.QSettings.Status.NoError:
         return f"Qt could not read it ({settings.status().name})"
     path = settings.fileName()
+    if path.endswith((".conf", ".ini")):  # not macOS plists or the Windows registry
+        why = _ini_problem(path)
+        if why:
+            return why
+    for key, convert in _CONVERTED.items():
+        value = settings.value(key)
+        try:
+            convert(value) if value is not None else None
+        except (TypeError, ValueError):
+            return f"the value of {key} ({str(value)[:20]!r}) is not valid"
+    return None
+
+
+def _ini_problem(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -208,15 +223,6 @@ def settings_problem(settings: QtCore.QSettings) -> str | None:
         s = line.strip()
         if s and not (s[0] in ";#" or (s[0] == "[" and s.endswith("]")) or ("=" in s and s[0] != "=")):
             return f"line {n} is neither a [section] nor key=value"
-    for key in settings.allKeys():
-        value = settings.value(key)
-        if value is None and settings.contains(key) and "@Variant" in text:
-            return f"the value of {key} cannot be decoded"
-        if key in _CONVERTED:
-            try:
-                _CONVERTED[key](value)
-            except (TypeError, ValueError):
-                return f"the value of {key} ({str(value)[:20]!r}) is not valid"
     return None
 
 
