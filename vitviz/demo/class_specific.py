@@ -1,0 +1,216 @@
+"""Semantic rates of the class-specific methods (relevance, gradient rollout) on the demo models.
+
+Two numbers, on held-out scenes (seeds from ``TEST_SEED``, never used in training), through the
+same ``analyze`` / ``explain`` pipeline the app uses:
+
+- **peaks on object**: the map for the predicted class (DETR: for each detection matched to an
+  object, ``vitviz.demo.evaluate.match_detections``) has its largest cell's centre inside the
+  object's tight box (``evaluate.peak_rect`` / ``centre_in_box``), counted over all scenes;
+- **class-specific**: on ``two_object_scene``s (two large shapes of different classes) where the
+  classifier's top 2 are exactly those two classes, the map for each class peaks on its own
+  object, both in the same scene. A class-agnostic map (rollout, Swin's attention summary) is the
+  same for both classes, so it can be right for at most one of the two: its rate is 0 by
+  construction, which is what the row shows.
+
+    python -m vitviz.demo.class_specific [--n 200] [--pairs 300]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+
+from .evaluate import centre_in_box, match_detections, peak_rect
+from .scenes import (
+    _PLACEMENT_TRIES, _REACH, CLASSES, SALIENT_SIZE, TEST_SEED, _mean_under, _random_background,
+    _random_shape, _render, _render_background, _with_colour, classification_scene, detection_scene,
+)
+
+
+# --------------------------------------------------------------------------- scenes ---
+def two_object_scene(seed: int, size: int = 96):
+    """Two shapes of different classes at the classifier's salient size (scenes.SALIENT_SIZE),
+    apart (the gap between their circumcircles is positive), on a scenes.py background.
+
+    Returns ``(image, labels [2], boxes float32 [2, 4])``; a pure function of `seed`.
+    """
+    rng = np.random.default_rng(int(seed))
+    bg = _random_background(rng)
+    labels = [int(k) for k in rng.choice(len(CLASSES), 2, replace=False)]
+    shapes = []
+    while len(shapes) < 2:  # new sizes when the pair does not fit apart
+        shapes = []
+        sizes = rng.uniform(*SALIENT_SIZE, 2)
+        first = _random_shape(rng, labels[0], float(sizes[0]), inside=1.0)
+        for _ in range(_PLACEMENT_TRIES):
+            second = _random_shape(rng, labels[1], float(sizes[1]), inside=1.0)
+            gap = math.hypot(second.cx - first.cx, second.cy - first.cy)
+            if gap > (_REACH[labels[0]] * first.size + _REACH[labels[1]] * second.size) / 2:
+                shapes = [first, second]
+                break
+    bg_img = _render_background(bg, size)
+    shapes = [_with_colour(rng, s, [_mean_under(bg_img, s.extent())]) for s in shapes]
+    image, boxes, _ = _render(bg, shapes, size, False)
+    return image, labels, np.array(boxes, dtype=np.float32)
+
+
+def two_object_scenes(n: int, seed: int = TEST_SEED, size: int = 96):
+    """``two_object_scene(seed + i, size)`` for i < n."""
+    return (two_object_scene(seed + i, size) for i in range(n))
+
+
+# ---------------------------------------------------------------------------- scores ---
+def peaks_in(values: np.ndarray, grid, box) -> bool:
+    """The largest cell of `values` on `grid` has its centre inside `box` (NaN never peaks)."""
+    if values.shape != (grid.rows, grid.cols):
+        raise ValueError(f"map {values.shape} is not on the grid ({grid.rows}, {grid.cols})")
+    return bool(centre_in_box(peak_rect(values, grid), box))
+
+
+def own_object_hits(maps, boxes) -> list[bool]:
+    """maps[i] = (values, grid) for object i's class: does each peak on its own box?"""
+    return [peaks_in(values, grid, box) for (values, grid), box in zip(maps, boxes)]
+
+
+# Per family: method row name -> (analysis, class index) -> (map, its grid). The class-agnostic
+# rows ignore the class.
+CLASSIFIER_MAPS = {
+    "vit": {
+        "rollout": lambda a, k: (a.explain("rollout"), a.grid),
+        "grad_rollout": lambda a, k: (a.explain("grad_rollout", target=k), a.grid),
+        "relevance": lambda a, k: (a.explain("relevance", target=k), a.grid),
+    },
+    "swin": {  # Swin has no rollout: its class-agnostic map is the last stage's attention summary
+        "attention_summary": lambda a, k: (a.attention_summary(), a.stage_grid(-1)),
+        "relevance": lambda a, k: (a.explain("relevance", target=k), a.stage_grid(0)),
+    },
+}
+CLASS_AGNOSTIC = {"rollout", "attention_summary", "cross_attention"}
+
+
+def _load(model, weights, device):
+    from vitviz.core.models.loading import load_model
+
+    return load_model(model, weights, device) if isinstance(model, str) else model
+
+
+def classifier_peak_rates(model="demo_vit", weights="pretrained", n: int = 200, seed: int = TEST_SEED,
+                          size: int = 96, device: str = "cpu") -> dict:
+    """On classification scenes ``seed .. seed+n-1``: accuracy, and per method the share of scenes
+    whose map for the predicted class peaks on the salient shape."""
+    from vitviz.core.api import analyze
+
+    loaded = _load(model, weights, device)
+    methods = CLASSIFIER_MAPS[loaded.spec.family]
+    hits = dict.fromkeys(methods, 0)
+    correct = 0
+    for i in range(n):
+        image, label, box = classification_scene(seed + i, size)
+        a = analyze(image, model=loaded, attention_dtype="float32")
+        top = a.top_predictions(1)[0].index
+        correct += top == label
+        for name, fn in methods.items():
+            hits[name] += peaks_in(*fn(a, top), box)
+    return {"model": loaded.spec.name, "n": n, "seed": seed, "size": size, "accuracy": correct / n,
+            "peaks_on_object": {m: h / n for m, h in hits.items()}}
+
+
+def class_specificity(model="demo_vit", weights="pretrained", n: int = 300, seed: int = TEST_SEED,
+                      size: int = 96, device: str = "cpu") -> dict:
+    """On ``two_object_scene``s ``seed .. seed+n-1``: how many have both classes as the top 2
+    ("eligible"), and per method the share of those where each class's map peaks on its own
+    object; also the share where at least one of the two does ("one_of_two")."""
+    from vitviz.core.api import analyze
+
+    loaded = _load(model, weights, device)
+    methods = CLASSIFIER_MAPS[loaded.spec.family]
+    both = dict.fromkeys(methods, 0)
+    one = dict.fromkeys(methods, 0)
+    eligible = 0
+    for image, labels, boxes in two_object_scenes(n, seed, size):
+        a = analyze(image, model=loaded, attention_dtype="float32")
+        if {p.index for p in a.top_predictions(2)} != set(labels):
+            continue
+        eligible += 1
+        for name, fn in methods.items():
+            hits = own_object_hits([fn(a, k) for k in labels], boxes)
+            both[name] += all(hits)
+            one[name] += any(hits)
+    rate = (lambda c: c / eligible if eligible else float("nan"))
+    return {"model": loaded.spec.name, "n": n, "seed": seed, "size": size, "eligible": eligible,
+            "class_specific": {m: rate(c) for m, c in both.items()},
+            "one_of_two": {m: rate(c) for m, c in one.items()}}
+
+
+def detector_peak_rates(model="demo_detr", weights="pretrained", n: int = 200, seed: int = TEST_SEED,
+                        size: int = 128, threshold: float = 0.7, device: str = "cpu") -> dict:
+    """On detection scenes ``seed .. seed+n-1``: for each detection above `threshold` matched to
+    an object (IoU >= 0.5, right class), whether its relevance map (target = its query) peaks in
+    the object's box; the last decoder layer's cross-attention of that query for comparison."""
+    from vitviz.core.api import analyze
+
+    loaded = _load(model, weights, device)
+    matched = 0
+    hits = {"relevance": 0, "cross_attention": 0}
+    for i in range(n):
+        image, labels, boxes = detection_scene(seed + i, size)
+        a = analyze(image, model=loaded, attention_dtype="float32")
+        dets = a.detections(threshold)
+        for box, d in zip(boxes, match_detections(dets, labels, boxes)):
+            if d is None:
+                continue
+            matched += 1
+            q = dets[d].query
+            hits["relevance"] += peaks_in(a.explain("relevance", target=q), a.grid, box)
+            hits["cross_attention"] += peaks_in(a.cross_attention(-1, "mean", q), a.grid, box)
+    return {"model": loaded.spec.name, "n": n, "seed": seed, "size": size, "threshold": threshold,
+            "detections": matched,
+            "peaks_on_object": {m: h / matched if matched else float("nan") for m, h in hits.items()}}
+
+
+# ----------------------------------------------------------------------------- table ---
+def measure(n: int = 200, pairs: int = 300, device: str = "cpu") -> list[dict]:
+    """One row per (model, method): peaks_on_object, class_specific (None where not measured)."""
+    rows = []
+    for model in ("demo_vit", "demo_swin"):
+        peaks = classifier_peak_rates(model, n=n, device=device)
+        spec = class_specificity(model, n=pairs, device=device)
+        for m, p in peaks["peaks_on_object"].items():
+            rows.append({"model": model, "method": m, "peaks_on_object": p, "scenes": n,
+                         "accuracy": peaks["accuracy"], "class_specific": spec["class_specific"][m],
+                         "one_of_two": spec["one_of_two"][m], "eligible": spec["eligible"], "pairs": pairs})
+    det = detector_peak_rates(n=n, device=device)
+    for m, p in det["peaks_on_object"].items():
+        rows.append({"model": "demo_detr", "method": m, "peaks_on_object": p, "scenes": n,
+                     "detections": det["detections"], "class_specific": None})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    pct = (lambda v: "n/a" if v is None else f"{100 * v:.1f}%")
+    out = ["| model | method | peaks on object | class-specific |", "|---|---|---|---|"]
+    for r in rows:
+        where = (f"{r['detections']} detections" if "detections" in r
+                 else f"{r['scenes']} scenes, acc {100 * r['accuracy']:.1f}%")
+        spec = ("n/a" if r["class_specific"] is None else
+                f"{pct(r['class_specific'])} ({r['eligible']} of {r['pairs']} pairs; one of two "
+                f"{pct(r['one_of_two'])})")
+        agnostic = " (class-agnostic)" if r["method"] in CLASS_AGNOSTIC else ""
+        out.append(f"| {r['model']} | {r['method']}{agnostic} | {pct(r['peaks_on_object'])} ({where}) | {spec} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vitviz.demo.class_specific",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=200, help="held-out scenes per model for 'peaks on object'")
+    parser.add_argument("--pairs", type=int, default=300, help="two-object scenes per classifier")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    print(format_table(measure(args.n, args.pairs, args.device)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
