@@ -166,7 +166,9 @@ def test_open_clip_pretrained_tag_from_the_hub_cache(hub, tmp_path, monkeypatch)
             "interpolation": "bilinear"}
     monkeypatch.setitem(open_clip.pretrained._PRETRAINED, arch, {"tinytag": pcfg})
     name = f"open_clip:{arch}/tinytag"
-    assert vitviz.analyze(_image(), model=name).trained is False  # not cached: random, with a note
+    with pytest.warns(UserWarning, match="RANDOM weights"):  # not in the cache: random, and said so
+        missing = vitviz.analyze(_image(), model=name)
+    assert not missing.trained and any("not on disk" in n for n in missing.notes)
     write_snapshot(hub, "laion/vitviz-tiny-clip-test", lambda folder: save_file(
         {k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors")))
     a = vitviz.analyze(_image(), model=name)
@@ -273,8 +275,12 @@ def test_cli_exports_relevance_for_a_prompt(hub, tmp_path, qapp):
     image = tmp_path / "noise.png"
     _image().save(image)
     out = tmp_path / "dog.png"
-    assert main([str(image), "--model", f"open_clip:vitviz-tiny-clip-test/{ckpt}", "--method", "relevance",
-                 "--param", "target=a photo of a dog", "--out", str(out)]) == 0
+    assert main([str(image), "--model", f"open_clip:vitviz-tiny-clip-test/{ckpt}", "--view", "attention,method",
+                 "--method", "relevance", "--param", "target=a photo of a dog", "--out", str(out)]) == 0
     side = json.loads((tmp_path / "dog.png.json").read_text())
-    assert "a photo of a dog" in json.dumps(side)
+    panel = side["panels"][1]
+    assert panel["method"] == "relevance" and panel["target_info"]["prompt"] == "a photo of a dog"
+    assert "'a photo of a dog', cosine" in panel["title"]
+    a = vitviz.analyze(image, model=f"open_clip:vitviz-tiny-clip-test/{ckpt}")
+    assert panel["target_info"]["cosine"] == pytest.approx(a.target_info("a photo of a dog").score, abs=1e-6)
     assert Image.open(out).size[0] > 100

@@ -25,7 +25,7 @@ METHOD = Method(
 
 def vit(analysis, query="cls", target: int = -1, contrast: int = -1, discard_ratio: float = 0.9):
     from ..analysis.relevance import grad_rollout_row
-    from .targets import vit_products  # a class index, or a CLIP prompt
+    from ..models.clip_grad import vit_products  # a class index, or a CLIP prompt
 
     p, _ = vit_products(analysis, target, contrast)
     row = grad_rollout_row(p, analysis.token_index(query), discard_ratio)

@@ -28,7 +28,7 @@ METHOD = Method(
 
 def vit(analysis, query="cls", target: int = -1, contrast: int = -1, start_layer: int = 0):
     from ..analysis.relevance import relevance_row
-    from .targets import vit_products  # a class index, or a CLIP prompt
+    from ..models.clip_grad import vit_products  # a class index, or a CLIP prompt
 
     p, _ = vit_products(analysis, target, contrast)
     row = relevance_row(p, analysis.token_index(query), start_layer)

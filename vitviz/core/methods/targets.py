@@ -31,23 +31,12 @@ def is_text(target) -> bool:
     return isinstance(target, str)
 
 
-def _text_only(analysis, target, contrast) -> None:
+def check_text_target(analysis, contrast) -> None:
+    """A prompt is a target of CLIP ViTs only, without a contrast class."""
     if analysis.family != "vit":
         raise ValueError(f"a text target needs a CLIP model (a ViT), not a {analysis.family} model")
     if contrast != -1:
         raise ValueError("a text target takes no contrast class")
-
-
-def vit_products(analysis, target=-1, contrast: int = -1):
-    """grad_vit.vit_products for a class index; for a prompt, the products of its similarity."""
-    if is_text(target):
-        from ..models.clip_text import text_products
-
-        _text_only(analysis, target, contrast)
-        return text_products(analysis, target)
-    from ..capture.grad_vit import vit_products as class_products
-
-    return class_products(analysis, target, contrast)
 # --- end of text targets ------------------------------------------------------------------------
 
 
@@ -65,7 +54,7 @@ def target_info(analysis, target: int = -1, contrast: int = -1):
     if is_text(target):  # text target
         from ..models.clip_text import text_target
 
-        _text_only(analysis, target, contrast)
+        check_text_target(analysis, contrast)
         return text_target(analysis, target)
     if analysis.family == "detr":
         from ..capture.grad_detr import detection_target

@@ -140,40 +140,6 @@ def text_target(analysis, prompt: str) -> TextTarget:
     return TextTarget(prompt, float(image_embedding(analysis) @ text_embedding(analysis, prompt)))
 
 
-def text_products(analysis, prompt: str):
-    """(P (L, H, N, N) = A * dA for y = cos(image, prompt), TextTarget): grad_vit's capture with the
-    similarity as the one score; cached on the analysis per prompt."""
-    import torch
-    import torch.nn.functional as F
-    from dataclasses import replace
-
-    from ..capture.grad_vit import attention_grads, weighted
-    from ..gradients import cached_backward, model_of
-
-    loaded = model_of(analysis)
-    t = torch.from_numpy(text_embedding(analysis, prompt))
-
-    class Similarity(torch.nn.Module):
-        """The image tower with cos(image embedding, t) as its only 'logit' (shape (n, 1))."""
-
-        def __init__(self, tower):
-            super().__init__()
-            self.tower = tower
-            self.encoder = tower.encoder  # where grad_vit's hooks find the attention modules
-
-        def forward(self, x):
-            e = self.tower.image_embedding(x)
-            return F.cosine_similarity(e, t.to(e.device, e.dtype)[None], dim=-1)[:, None]
-
-    def compute():
-        scores, attn, grad = attention_grads(replace(loaded, module=Similarity(loaded.module)),
-                                             analysis.model_input, 0)
-        return weighted(attn, grad), float(scores[0])
-
-    p, score = cached_backward(analysis, ("vit-text", prompt), compute)
-    return p, TextTarget(prompt, score)
-
-
 def prompt_maps(analysis, prompts, method: str = "relevance", **params) -> np.ndarray:
     """(k, rows, cols): `method`'s map for each prompt, side by side (one backward per prompt)."""
     from ..gradients import model_of
