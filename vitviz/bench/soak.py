@@ -69,11 +69,16 @@ class SoakResult:
         after = self.rss_mib[self.warmup_settles:]
         return float(max(after) - after[0]) if len(after) > 1 else 0.0
 
+    def rss_quartiles(self) -> str:
+        after = self.rss_mib[self.warmup_settles:] or [0.0]
+        return " / ".join(f"{after[round(q * (len(after) - 1))]:.0f}" for q in (0, 0.25, 0.5, 0.75, 1))
+
     def summary(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in ("rss_mib", "click_ms")}
         d.update(rss_growth_mib=round(self.rss_growth_mib, 1), rss_first_mib=round(self.rss_mib[0], 1) if self.rss_mib else None,
                  rss_last_mib=round(self.rss_mib[-1], 1) if self.rss_mib else None,
-                 click_p95_ms=round(p95(self.click_ms), 2) if self.click_ms else None, seconds=round(self.seconds, 1))
+                 click_p95_ms=round(p95(self.click_ms), 2) if self.click_ms else None, seconds=round(self.seconds, 1),
+                 rss_quartiles_mib=self.rss_quartiles())
         return d
 
 
@@ -327,10 +332,11 @@ def run(ctx) -> list[Row]:
             f"with the API, {res.seconds:.0f} s; RSS {res.rss_mib[0]:.0f} -> {res.rss_mib[-1]:.0f} MiB")
     (m_exc, _, g_exc), (m_stale, _, g_stale), (m_thr, _, g_thr), (m_rss, _, g_rss), (m_click, _, _) = metrics()
     return [Row(m_exc, len(res.exceptions), "count", g_exc, note=note + "".join(f"; {e}" for e in res.exceptions[:3])),
-            Row(m_stale, len(res.stale), "count", g_stale, note="; ".join(map(str, res.stale[:3]))),
+            Row(m_stale, len(res.stale), "count", g_stale, note="; ".join(map(str, res.stale[:10]))),
             Row(m_thr, len(res.threads_left), "count", g_thr, note=", ".join(res.threads_left)),
             Row(m_rss, res.rss_growth_mib, "MiB", g_rss,
-                note=f"max RSS after the {res.warmup_settles} warm-up settles (each model once) minus the first"),
+                note=f"max RSS after the {res.warmup_settles} warm-up settles (each model once) minus the first; "
+                     f"RSS at 0/25/50/75/100% of the settles: {res.rss_quartiles()} MiB"),
             Row(m_click, p95(res.click_ms) if res.click_ms else None, "ms", None,
                 note=f"{len(res.click_ms)} clicks: QTest click, then processEvents() (the repaint) returned; "
                      "inference may be running meanwhile")]
