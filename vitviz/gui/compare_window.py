@@ -82,6 +82,16 @@ class _Task(QtCore.QRunnable):
             _RUNNING.discard(self)
 
 
+def _bar(lo: float, hi: float, cm, width: int) -> pg.ColorBarItem:
+    """A fixed colorbar whose tick labels fit at any range (no "(x0.001)" prefix)."""
+    from .views.image_view import compact_ticks
+
+    bar = pg.ColorBarItem(values=(lo, hi), colorMap=cm, width=width, interactive=False, colorMapMenu=False)
+    bar.axis.tickStrings = compact_ticks
+    bar.axis.enableAutoSIPrefix(False)
+    return bar
+
+
 def _params(analysis, entry: Entry, target: int) -> dict:
     from ..core.methods import get_method
 
@@ -368,7 +378,7 @@ class CompareWindow(QtWidgets.QWidget):
                 plot.addItem(over)
                 self.overlays[e.key] = over
                 if not shared:
-                    bar = pg.ColorBarItem(values=(lo, hi), colorMap=cm, width=10, interactive=False, colorMapMenu=False)
+                    bar = _bar(lo, hi, cm, 10)
                     bar.setImageItem(over)
                     view.addItem(bar, row=2 * (i // per_row), col=2 * (i % per_row) + 1)
             else:
@@ -390,7 +400,7 @@ class CompareWindow(QtWidgets.QWidget):
         QtCore.QTimer.singleShot(0, self, self.fit)  # once the layout has sized the views (not after self is gone)
         if shared and self.overlays:
             lo, hi = next(iter(levels.values()))
-            bar = pg.ColorBarItem(values=(lo, hi), colorMap=cm, width=12, interactive=False, colorMapMenu=False)
+            bar = _bar(lo, hi, cm, 12)
             bar.setImageItem(list(self.overlays.values()))
             view.addItem(bar, row=0, col=2 * per_row, rowspan=2 * ((cols - 1) // per_row) + 1)
         self._show_selection()
