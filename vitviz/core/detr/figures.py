@@ -29,8 +29,17 @@ def object_name(a, query: int) -> str:
 
 def cross_title(a, s: DetrState) -> str:
     """The detections view's title on screen for a resolved state with an object selected."""
+    if s.object_map == "relevance":
+        return f"Relevance · why {object_name(a, s.query)} (query {s.query}) · every layer"
     return (f"Decoder cross-attention · {object_name(a, s.query)} (query {s.query}) · "
             f"layer {s.decoder_layer(a)} · {head_text(s.head)}")
+
+
+def object_map(a, s: DetrState, head=None):
+    """The selected object's map as the state asks: cross-attention (layer, `head`) or relevance."""
+    if s.object_map == "relevance":
+        return a.explain("relevance", target=s.query)
+    return a.cross_attention(s.decoder_layer(a), s.head if head is None else head, s.query)
 
 
 def encoder_title(a, s: DetrState) -> str:
@@ -79,6 +88,13 @@ def build(a, state: DetrState, view_rect=None) -> ExportSources:
                     if d is not None else f"query {query} ({name}, below the threshold)")
 
     def cross(hd, title, shapes):
+        if s.object_map == "relevance":
+            return MapView(title.replace(f"cross-attention of {obj} · layer {dl} · {head_text(head)}",
+                                         f"relevance of {obj}"),
+                           f"Relevance of {obj_long} (Chefer et al. 2021, encoder-decoder rules, every "
+                           f"layer): what the model used for this box and class.{blank}",
+                           values=object_map(a, s), shapes=marks + shapes, value_label="relevance",
+                           meta={"method": "relevance", "target": query}, **base)
         return MapView(title, f"Decoder cross-attention of {obj_long}: where that object query looks in the "
                               f"image, decoder layer {dl}, {heads_long[hd]}.{blank}",
                        values=a.cross_attention(dl, hd, query), shapes=marks + shapes,

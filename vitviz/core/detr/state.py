@@ -34,6 +34,9 @@ from ..state import ViewState, check_direction, head_or_fusion
 
 DEFAULT_THRESHOLD = 0.7  # DETR's own demo threshold
 FOCUSES = ("query", "point")  # what "attention" and the heads grid show: the object or the point
+# What the selected object's map is: its decoder cross-attention at the layer and head, or its
+# relevance (Chefer 2021 encoder-decoder rules, every layer: why the model made this box).
+OBJECT_MAPS = ("attention", "relevance")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class DetrState(ViewState):
     head: object = "mean"  # a head index, or "mean" | "max" | "min"
     direction: str = "from"  # encoder: the point's row (where it looks) or its column ("to")
     focus: str = "query"
+    object_map: str = "attention"  # OBJECT_MAPS
     family = "detr"
 
     def __post_init__(self) -> None:
@@ -132,6 +136,8 @@ class DetrState(ViewState):
         direction = check_direction(self.direction)
         if self.focus not in FOCUSES:
             raise ExportError(f"focus must be 'query' or 'point', not {self.focus!r}")
+        if self.object_map not in OBJECT_MAPS:
+            raise ExportError(f"object_map must be one of {', '.join(OBJECT_MAPS)}, not {self.object_map!r}")
         queries = [d.query for d in a.detections(threshold)]
         query = self._object(a, queries)
         return base.replace(threshold=threshold, query=query,

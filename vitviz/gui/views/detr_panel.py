@@ -94,6 +94,13 @@ class DetrPanel(Panel):
         self.focus_combo.addItem("decoder: selected object", "query")
         self.focus_combo.addItem("encoder: point", "point")
         self.focus_combo.setToolTip("What the layers x heads grid shows (C)")
+        self.object_map_combo = QtWidgets.QComboBox()
+        self.object_map_combo.addItem("cross-attention (layer, head)", "attention")
+        self.object_map_combo.addItem("relevance: why this box", "relevance")
+        self.object_map_combo.setToolTip(
+            "The selected object's map: where its query looks at this layer and head, or its relevance\n"
+            "(Chefer et al. 2021: attention weighted by the gradient of its class score, every layer;\n"
+            "a backward pass, computed in the background)")
         self.query_label = QtWidgets.QLabel("object: none")
         self.point_label = QtWidgets.QLabel("point: none")
         for lab in (self.query_label, self.point_label):
@@ -110,6 +117,7 @@ class DetrPanel(Panel):
         form.addRow(_bold("Attention"))
         form.addRow("Layer", self.layer_spin)
         form.addRow("Head", self.head_combo)
+        form.addRow("Object map", self.object_map_combo)
         form.addRow("Encoder", self.direction_combo)
         form.addRow("Heads grid", self.focus_combo)
         form.addRow(self.query_label)
@@ -139,6 +147,8 @@ class DetrPanel(Panel):
         self.det_list.currentRowChanged.connect(self._on_list_row)
         self.layer_spin.valueChanged.connect(self._on_layer_change)
         self.focus_combo.currentIndexChanged.connect(self._on_focus_change)
+        self.object_map_combo.currentIndexChanged.connect(
+            lambda i: self.update_state(object_map=self.object_map_combo.itemData(i)))
         self.det_view.clickedAt.connect(self._on_det_click)
         self.enc_view.clicked.connect(self._on_enc_click)
         self.det_view.keyMoved.connect(self.move_point)
@@ -201,6 +211,8 @@ class DetrPanel(Panel):
             self.layer_spin.setValue(s.layer if s.layer >= 0 else self.layer_spin.maximum() + 1 + s.layer)
         with QtCore.QSignalBlocker(self.focus_combo):
             self.focus_combo.setCurrentIndex(self.focus_combo.findData(s.shown_focus()))
+        with QtCore.QSignalBlocker(self.object_map_combo):
+            self.object_map_combo.setCurrentIndex(self.object_map_combo.findData(s.object_map))
 
     def on_new_analysis(self) -> None:
         a = self.analysis
@@ -219,7 +231,7 @@ class DetrPanel(Panel):
             return
         if old.threshold != new.threshold:
             self._update_detections()
-        if (old.threshold, old.query) != (new.threshold, new.query):
+        if (old.threshold, old.query, old.object_map) != (new.threshold, new.query, new.object_map):
             self.boxes.set_selected(new.query)
             self.det_list.set_current(self.detection_rank(self.query))
             self.refresh_query()
@@ -324,7 +336,9 @@ class DetrPanel(Panel):
         if hit is not None:
             text += f" · in the box of {object_name(a, hit)} (query {hit})"
         if self.query is not None:
-            text += f" · cross-attention {self.query_map()[r, c]:.4g}"
+            m = self.query_map()
+            name = "relevance" if s.object_map == "relevance" else "cross-attention"
+            text += f" · {name} " + ("computing…" if m is None else f"{m[r, c]:.4g}")
         text += f" · encoder attention {s.direction} the point {self.point_map()[r, c]:.4g}"
         return text
 
@@ -360,9 +374,15 @@ class DetrPanel(Panel):
         self.refresh_matrix()
 
     def query_map(self) -> np.ndarray | None:
+        """The selected object's map; None for no object, or while the worker computes relevance."""
         if self.query is None:
             return None
+        if self.state.object_map == "relevance":  # a backward pass: in the worker, never here
+            return self.compute_method_map(self._method("relevance"), {"target": self.query})
         return self.analysis.cross_attention(self.decoder_layer, self.state.head, self.query)
+
+    def on_method_map_ready(self) -> None:
+        self.refresh_query()
 
     def point_map(self) -> np.ndarray | None:
         if self.cell is None:
@@ -376,6 +396,9 @@ class DetrPanel(Panel):
 
     def refresh_query(self) -> None:
         m = self.query_map()
+        if m is None and self.query is not None:  # relevance on its way: the previous map stays
+            self.det_view.set_title(cross_title(self.analysis, self.state) + " · computing…")
+            return
         self._set_map(self.det_view, m)
         if m is None:
             self.det_view.set_title("Detections · no object selected")
