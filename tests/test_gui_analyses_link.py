@@ -59,3 +59,15 @@ def test_w_opens_the_walk_through_for_the_attention_on_screen(qtbot, tmp_path, i
     assert len(found) == 1 and found[0].isVisible()
     w.trigger()  # again: raised, not a second window
     assert win.findChildren(WalkthroughWindow) == found
+
+
+def test_compare_window_opens_on_the_result_and_follows_the_next(qtbot, tmp_path, image_file):
+    from vitviz.gui.compare_window import CompareWindow
+
+    win = make_window(qtbot, tmp_path)
+    a = open_and_wait(qtbot, win, image_file)
+    next(x for x in win.actions() if x.shortcut().toString() == "Ctrl+Shift+M").trigger()
+    cw = win.findChild(CompareWindow)
+    assert cw is not None and cw.isVisible() and cw.analysis is a
+    b = open_and_wait(qtbot, win, image_file)
+    assert cw.analysis is b

@@ -137,6 +137,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "Show what the model sees", lambda: self._on_panel(lambda p: p.toggle_model_view()), key_of("model_view"))
         v.addSeparator()
         self._action(v, "&Analyses…", self.show_analyses, key_of("analyses"))
+        self._action(v, "&Compare methods…", self.show_compare, key_of("compare"))
         self._action(v, "Explain this attention step by step…", self.show_walkthrough, key_of("walkthrough"))
         h = self.menuBar().addMenu("&Help")
         self._action(h, "Keyboard shortcuts", self.show_shortcuts, key_of("shortcuts"))
@@ -445,6 +446,16 @@ class MainWindow(QtWidgets.QMainWindow):
             self.shortcuts_dialog = ShortcutsDialog(self)
         self.shortcuts_dialog.show()
         self.shortcuts_dialog.raise_()
+
+    def show_compare(self):
+        """Methods side by side on the result on screen, with how faithful each is."""
+        from .compare_window import CompareWindow, open_compare_window
+
+        first = self.findChild(CompareWindow) is None
+        win = open_compare_window(self, self.analysis)
+        if first:
+            self.analysisShown.connect(win.set_analysis)
+        return win
 
     def show_walkthrough(self):
         """The lecture's self-attention, step by step, for the query, layer and head on screen."""

@@ -35,6 +35,8 @@ KEYS = (
     Key("model_view", "M", "Show what the model sees (its resized, cropped input)", "View"),
     Key("analyses", "Ctrl+Shift+A", "Analyses: attention distance and entropy per head, position "
         "embeddings, DINO masks, token norms", "View"),
+    Key("compare", "Ctrl+Shift+M", "Compare methods: maps side by side, deletion / insertion curves, "
+        "sanity check", "View"),
     Key("walkthrough", "W", "Explain this attention step by step (q, k, scores, softmax, output)", "View"),
     Key("fit_view", "F", "Fit the views to the image (undo zoom and pan)", "View"),
     Key("", "Mouse wheel / drag", "Zoom / pan (the views are linked)", "View"),
