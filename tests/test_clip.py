@@ -206,6 +206,10 @@ def test_hf_clip_opens_offline_and_equals_transformers(hub):
     img = _image(2)
     a = vitviz.analyze(img, model="openai/clip-tiny-test")
     assert a.trained and a.logits is None and a.attn.shape == (3, 4, 17, 17)
+    from vitviz.core.models.clip_specs import cached_specs
+
+    assert [(s.name, s.family, e.repo_id) for s, e in cached_specs()] == [("openai/clip-tiny-test", "vit",
+                                                                          "openai/clip-tiny-test")]
     pixels = proc(img, return_tensors="pt")["pixel_values"]
     np.testing.assert_allclose(a.model_input, pixels[0].numpy(), atol=1e-5)  # the checkpoint's processor
     with torch.no_grad():
@@ -238,6 +242,18 @@ def test_hf_clip_prompt_relevance_equals_the_equations_through_transformers(hub)
 
 
 # --- several prompts, errors, the CLI -------------------------------------------------------------
+def test_random_weights_run_random_towers_on_both_sides(hub, tmp_path):
+    _, ckpt = _open_clip_model(tmp_path, "vitviz-tiny-clip-test")
+    ref, _, _ = _hf_clip(hub)
+    for name in (f"open_clip:vitviz-tiny-clip-test/{ckpt}", "openai/clip-tiny-test"):
+        trained = vitviz.analyze(_image(), model=name)
+        random = vitviz.analyze(_image(), model=name, weights="random")
+        assert not random.trained
+        m = random.explain("relevance", target=PROMPTS[0])
+        assert m.shape == (4, 4) and np.isfinite(m).all()
+        assert random.target_info(PROMPTS[0]).score != pytest.approx(trained.target_info(PROMPTS[0]).score)
+
+
 def test_two_prompts_give_two_different_maps(hub, tmp_path):
     _, ckpt = _open_clip_model(tmp_path, "vitviz-tiny-clip-test")
     a = vitviz.analyze(_image(), model=f"open_clip:vitviz-tiny-clip-test/{ckpt}")

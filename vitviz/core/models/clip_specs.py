@@ -165,6 +165,21 @@ def _hf_spec(name: str) -> ModelSpec:
                      builder_kwargs=kw, classes="none", group=f"{HF_GROUP}: CLIP", source="clip")
 
 
+def cached_specs() -> list:
+    """(spec, cache entry) of every transformers CLIP model in the hub cache, for the model picker and
+    `vitviz models` (hf_specs.cached_specs lists the other families). Offline, file reads only."""
+    from . import hf_cache
+
+    out = []
+    for entry in hf_cache.list_cached():
+        if entry.library == "transformers" and entry.model_type == "clip":
+            try:
+                out.append((_hf_spec(entry.repo_id), entry))
+            except HubCacheError:
+                continue
+    return out
+
+
 def accepts(name) -> bool:
     """open_clip:NAME, or a hub id whose cached snapshot is a transformers CLIPModel."""
     if not isinstance(name, str):

@@ -83,11 +83,17 @@ def _transformers_tower(kw: dict) -> TextTower:
     snapshot = kw["arch"]
     cfg = read_json(Path(snapshot) / "config.json")  # the projection's size is CLIPConfig's, not the text config's
     text_cfg = transformers.CLIPTextConfig(**{**cfg.get("text_config", {}), "projection_dim": cfg.get("projection_dim", 512)})
-    model, info = transformers.CLIPTextModelWithProjection.from_pretrained(
-        snapshot, config=text_cfg, local_files_only=True, output_loading_info=True)
-    bad = list(info.get("missing_keys", ())) + [str(k) for k in info.get("mismatched_keys", ())]
-    if bad:
-        raise CheckpointError(f"{snapshot}: the text tower does not fit its weights ({', '.join(bad[:5])})")
+    if kw.get("weights_file"):
+        model, info = transformers.CLIPTextModelWithProjection.from_pretrained(
+            snapshot, config=text_cfg, local_files_only=True, output_loading_info=True)
+        bad = list(info.get("missing_keys", ())) + [str(k) for k in info.get("mismatched_keys", ())]
+        if bad:
+            raise CheckpointError(f"{snapshot}: the text tower does not fit its weights ({', '.join(bad[:5])})")
+    else:  # random image weights: a random text tower too
+        import torch
+
+        torch.manual_seed(0)
+        model = transformers.CLIPTextModelWithProjection(text_cfg)
     model.eval()
     tok = transformers.AutoTokenizer.from_pretrained(snapshot, local_files_only=True)
 
@@ -108,7 +114,9 @@ def text_tower(loaded) -> TextTower:
     with _LOCK:
         tower = _TOWERS.get(module)
         if tower is None:
-            kw = loaded.spec.builder_kwargs
+            kw = dict(loaded.spec.builder_kwargs)
+            if not loaded.trained:  # random image weights: a random text tower too (open_clip)
+                kw["weights_file"] = None
             tower = (_open_clip_tower if kw["library"] == "open_clip" else _transformers_tower)(kw)
             _TOWERS[module] = tower
     return tower
