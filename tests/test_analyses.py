@@ -429,3 +429,21 @@ def test_high_norm_tokens_and_prefix_names(reg_analysis):
     norms = np.array([50.0, 3.0, 1.0, 1.1, 0.9, 5.0, 1.0, 2.5])  # 2 prefix tokens, then 6 patches
     assert list(high_norm_tokens(norms, 2, factor=2.0)) == [5, 7]  # median of the patches is 1.05
     assert prefix_names(reg_analysis) == ["class", "distillation", "register 0", "register 1"]
+
+
+def test_named_api_methods_are_the_declared_analyses(qapp=None):
+    """a.attention_distance() etc. (the issue's API) are analyse(name) itself."""
+    import numpy as np
+    from PIL import Image
+
+    import vitviz
+
+    img = Image.fromarray(np.random.default_rng(3).integers(0, 255, (70, 90, 3), dtype=np.uint8))
+    a = vitviz.analyze(img, model="test_tiny_vit", weights="random")
+    np.testing.assert_array_equal(a.attention_distance(), a.analyse("attention_distance"))
+    np.testing.assert_array_equal(a.attention_entropy(), a.analyse("attention_entropy"))
+    np.testing.assert_array_equal(a.position_similarity(), a.analyse("position_similarity"))
+    np.testing.assert_array_equal(a.dino_masks(0.5), a.analyse("dino_masks", threshold=0.5, layer=-1))
+    np.testing.assert_array_equal(a.token_norms(), a.analyse("token_norms"))
+    assert a.patch_filter_components(k=3).shape[0] == 3
+    assert a.attention_distance().shape == (a.num_layers, a.num_heads)

@@ -22,6 +22,32 @@ class ExplainMixin:
 
         return measure(self, name, **params)
 
+    # The paper analyses by name (each is analyse(name, ...); the families that lack one say so).
+    def attention_distance(self) -> np.ndarray:
+        """(layers, heads) mean attention distance in model-input pixels (ViT paper Fig. 7)."""
+        return self.analyse("attention_distance")
+
+    def attention_entropy(self) -> np.ndarray:
+        """(layers, heads) mean attention entropy over patch queries, nats."""
+        return self.analyse("attention_entropy")
+
+    def position_similarity(self) -> np.ndarray:
+        """(rows, cols, rows, cols) cosine similarity of the position embeddings the forward used."""
+        return self.analyse("position_similarity")
+
+    def patch_filter_components(self, k: int = 28) -> np.ndarray:
+        """(k, P, P, 3) principal components of the patch embedding, as images in [0, 1]."""
+        return self.analyse("patch_filters", k=k)
+
+    def dino_masks(self, threshold: float = 0.6, layer: int = -1) -> np.ndarray:
+        """(heads, rows, cols) bool: per head the fewest patches holding `threshold` of the class
+        token's attention (DINO)."""
+        return self.analyse("dino_masks", threshold=threshold, layer=layer)
+
+    def token_norms(self) -> np.ndarray:
+        """(layers, N) norm of every token at every layer's output (registers paper)."""
+        return self.analyse("token_norms")
+
     def target_info(self, target: int = -1, contrast: int = -1):
         """What a class-specific method explains for `target` (-1: the top class / detection):
         a vitviz.core.gradients.Target with index, name, score and probability."""
