@@ -359,3 +359,16 @@ def test_colorbar_matches_the_lookup_table(panel, analysis, image_file, tmp_path
     lut = lookup_table("viridis")[:, :3].astype(int)
     ys = np.where((np.abs(top.astype(int) - lut[-1]).max(axis=2) <= 2).any(axis=1))[0]
     assert ys.size  # the top colour of the scale is drawn beside the panel
+
+
+def test_cli_method_without_view_exports_the_method_map(qapp, tmp_path, image_file):
+    """`--method relevance` alone draws the relevance map (the default view follows --method)."""
+    from vitviz.__main__ import main
+
+    out = tmp_path / "rel.png"
+    assert main(["export", str(image_file), *MODEL, "--method", "rollout", "--out", str(out)]) == 0
+    side = json.loads((tmp_path / "rel.png.json").read_text())
+    assert [p["name"] for p in side["panels"]] == ["method"] and "Rollout" in side["panels"][0]["title"]
+    plain = tmp_path / "att.png"
+    assert main(["export", str(image_file), *MODEL, "--out", str(plain)]) == 0
+    assert [p["name"] for p in json.loads((tmp_path / "att.png.json").read_text())["panels"]] == ["attention"]

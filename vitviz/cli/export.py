@@ -34,9 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu (default), cuda, mps or auto")
     p.add_argument("--download", action="store_true",
                    help="fetch missing pretrained weights first (progress on stderr)")
-    p.add_argument("--view", default="attention",
-                   help="attention, rollout, grid, windows (Swin), detections (DETR), head:N; "
-                        "several, comma-separated, side by side on one colour scale")
+    p.add_argument("--view", default=None,
+                   help="attention, method, rollout, grid, windows (Swin), detections (DETR), head:N; "
+                        "several, comma-separated, side by side on one colour scale (default: attention, "
+                        "or method when --method is given)")
     p.add_argument("--layer", type=int, default=-1, help="layer (negative counts from the end; default last)")
     p.add_argument("--head", default="mean", help="head index, or mean|max|min over heads (default mean)")
     p.add_argument("--query", default="cls",
@@ -202,7 +203,8 @@ def _request(args, fmt: str):
     if not 0.0 <= args.opacity <= 1.0:
         raise SystemExit("vitviz export: error: --opacity must be between 0 and 1")
     return ExportRequest(
-        views=[v.strip() for v in args.view.split(",") if v.strip()], format=fmt, width=args.width,
+        views=[v.strip() for v in (args.view or ("method" if args.method else "attention")).split(",")
+               if v.strip()], format=fmt, width=args.width,
         dpi=args.dpi, aspect=args.aspect, theme=args.theme, title=not args.no_title,
         colorbar=not args.no_colorbar, caption=not args.no_caption,
         rows=_indices(args.layers, "layers"), cols=_indices(args.heads, "heads"),
