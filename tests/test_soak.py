@@ -48,10 +48,6 @@ def test_the_check_sees_a_frame_that_is_not_the_apis(qapp, tmp_path):
         soak.win.deleteLater()
 
 
-@pytest.mark.xfail(strict=True, reason="vitviz/gui/views/vit_panel.py on_state_change redraws the method view only "
-                   "when (method, method_params) change; the 'attention' method's context is (layer, head, ...), so "
-                   "with it chosen a layer or head change leaves the method view on the previous map (found by the "
-                   "long soak: 6 stale frames in 5000 events)")
 def test_method_view_follows_layer_and_head_when_the_method_is_attention(qapp, tmp_path):
     soak = _Soak(seed=1, events=0, workdir=tmp_path, images=1)
     try:

@@ -117,7 +117,11 @@ class ViTPanel(Panel):
             return
         if (old.layer, old.head) != (new.layer, new.head):
             self.refresh_attention()
-        if (old.method, old.method_params) != (new.method, new.method_params):
+        # the method's map depends on its parameters and on the context it takes (raw attention
+        # takes the layer and head: the soak found its view left on the previous layer's map)
+        uses_layer = {"layer", "head"} & set(new.method_decl().context)
+        if (old.method, old.method_params) != (new.method, new.method_params) or (
+                uses_layer and (old.layer, old.head) != (new.layer, new.head)):
             self.refresh_method()
 
     # -- commands --------------------------------------------------------------------------------
