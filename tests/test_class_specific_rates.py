@@ -76,10 +76,10 @@ def test_class_agnostic_maps_are_one_map_and_relevance_two(loaded, model):
     agnostic = [name for name in maps if name in cs.CLASS_AGNOSTIC]
     assert agnostic and "relevance" in maps
     for name in agnostic:
-        (v0, g0), (v1, _) = (maps[name](a, k) for k in labels)
+        (v0, g0), (v1, _) = (maps[name](a, k, o) for k, o in (labels, labels[::-1]))
         assert np.array_equal(v0, v1) and v0.shape == (g0.rows, g0.cols)
         assert not any(all(h) for h in cs.own_object_hits([(v0, g0), (v1, g0)], boxes, masks).values())
-    (r0, g), (r1, _) = (maps["relevance"](a, k) for k in labels)
+    (r0, g), (r1, _) = (maps["relevance"](a, k, o) for k, o in (labels, labels[::-1]))
     assert r0.shape == (g.rows, g.cols)
     assert np.abs(r0 / np.abs(r0).max() - r1 / np.abs(r1).max()).max() > 0.05
 

@@ -94,17 +94,22 @@ def own_object_hits(maps, boxes, masks) -> dict:
     return {c: [h[c] for h in hits] for c in CRITERIA}
 
 
-# Per family: method row name -> (analysis, class index) -> (map, its grid). The class-agnostic
-# rows ignore the class.
+# Per family: method row name -> (analysis, class k, other class) -> (map, its grid). The
+# class-agnostic rows ignore the classes; "relevance_contrast" explains logit k minus logit other
+# ("why k rather than other", the app's contrast option), other being the other object's class
+# (one-object scenes: the runner-up).
 CLASSIFIER_MAPS = {
     "vit": {
-        "rollout": lambda a, k: (a.explain("rollout"), a.grid),
-        "grad_rollout": lambda a, k: (a.explain("grad_rollout", target=k), a.grid),
-        "relevance": lambda a, k: (a.explain("relevance", target=k), a.grid),
+        "rollout": lambda a, k, other: (a.explain("rollout"), a.grid),
+        "grad_rollout": lambda a, k, other: (a.explain("grad_rollout", target=k), a.grid),
+        "relevance": lambda a, k, other: (a.explain("relevance", target=k), a.grid),
+        "relevance_contrast": lambda a, k, other: (a.explain("relevance", target=k, contrast=other), a.grid),
     },
     "swin": {  # Swin has no rollout: its class-agnostic map is the last stage's attention summary
-        "attention_summary": lambda a, k: (a.attention_summary(), a.stage_grid(-1)),
-        "relevance": lambda a, k: (a.explain("relevance", target=k), a.stage_grid(0)),
+        "attention_summary": lambda a, k, other: (a.attention_summary(), a.stage_grid(-1)),
+        "relevance": lambda a, k, other: (a.explain("relevance", target=k), a.stage_grid(0)),
+        "relevance_contrast": lambda a, k, other: (a.explain("relevance", target=k, contrast=other),
+                                                   a.stage_grid(0)),
     },
 }
 CLASS_AGNOSTIC = {"rollout", "attention_summary", "cross_attention"}
@@ -129,10 +134,10 @@ def classifier_peak_rates(model="demo_vit", weights="pretrained", n: int = 200, 
     for i in range(n):
         image, label, box, mask = classification_scene(seed + i, size, return_mask=True)
         a = analyze(image, model=loaded, attention_dtype="float32")
-        top = a.top_predictions(1)[0].index
+        top, second = (p.index for p in a.top_predictions(2))
         correct += top == label
         for name, fn in methods.items():
-            for c, hit in peak_hits(*fn(a, top), box, mask).items():
+            for c, hit in peak_hits(*fn(a, top, second), box, mask).items():
                 hits[name][c] += hit
     return {"model": loaded.spec.name, "n": n, "seed": seed, "size": size, "accuracy": correct / n,
             "peaks_on_object": {m: {c: h / n for c, h in d.items()} for m, d in hits.items()}}
@@ -157,7 +162,8 @@ def class_specificity(model="demo_vit", weights="pretrained", n: int = 300, seed
             continue
         eligible += 1
         for name, fn in methods.items():
-            for c, hits in own_object_hits([fn(a, k) for k in labels], boxes, masks).items():
+            maps = [fn(a, k, other) for k, other in (labels, labels[::-1])]
+            for c, hits in own_object_hits(maps, boxes, masks).items():
                 both[name][c] += all(hits)
                 one[name][c] += any(hits)
     rates = (lambda d: {c: v / eligible if eligible else float("nan") for c, v in d.items()})
