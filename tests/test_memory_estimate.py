@@ -60,8 +60,8 @@ def test_kept_attention_is_the_bytes_the_analysis_holds(name, photo):
     if name == "demo_detr":  # the decoder's arrays too (attention_arrays finds the encoder's)
         assert [x.shape for x in attention_arrays(a)] == [a.enc_attn.shape]
         held += a.dec_self.nbytes + a.dec_cross.nbytes
-    assert me.estimate(me.architecture(get_spec(name), photo.size)).attention_kept == held
-    assert me.estimate(me.architecture(get_spec(name), photo.size), "float32").attention_kept == 2 * held
+    assert me.estimate(me.architecture(get_spec(name), photo.size, exact=True)).attention_kept == held
+    assert me.estimate(me.architecture(get_spec(name), photo.size, exact=True), "float32").attention_kept == 2 * held
 
 
 def test_another_aspect_is_scaled_close_to_the_exact_shapes():
