@@ -475,13 +475,7 @@ class AnalysesWindow(QtWidgets.QWidget):
 
 
 def open_analyses_window(parent, analysis=None) -> AnalysesWindow:
-    """The analyses window of `parent` (made once, then raised), showing `analysis` when given."""
-    win = parent.findChild(AnalysesWindow) if parent is not None else None
-    if win is None:
-        win = AnalysesWindow(parent)
-    if analysis is not None and analysis is not win.analysis:
-        win.set_analysis(analysis)
-    win.show()
-    win.raise_()
-    win.activateWindow()
-    return win
+    """The AnalysesWindow of `parent` (made once, then raised), showing `analysis` when given."""
+    from .tool_windows import open_tool_window
+
+    return open_tool_window(parent, AnalysesWindow, analysis)

@@ -623,13 +623,7 @@ def get_title(entry: Entry) -> str:
 
 
 def open_compare_window(parent, analysis=None) -> CompareWindow:
-    """The comparison window of `parent` (made once, then raised), showing `analysis` when given."""
-    win = parent.findChild(CompareWindow) if parent is not None else None
-    if win is None:
-        win = CompareWindow(parent)
-    if analysis is not None and analysis is not win.analysis:
-        win.set_analysis(analysis)
-    win.show()
-    win.raise_()
-    win.activateWindow()
-    return win
+    """The CompareWindow of `parent` (made once, then raised), showing `analysis` when given."""
+    from .tool_windows import open_tool_window
+
+    return open_tool_window(parent, CompareWindow, analysis)

@@ -449,13 +449,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def show_compare(self):
         """Methods side by side on the result on screen, with how faithful each is."""
-        from .compare_window import CompareWindow, open_compare_window
+        from .compare_window import CompareWindow
 
-        first = self.findChild(CompareWindow) is None
-        win = open_compare_window(self, self.analysis)
-        if first:
-            self.analysisShown.connect(win.set_analysis)
-        return win
+        return self._tool_window(CompareWindow)
 
     def show_walkthrough(self):
         """The lecture's self-attention, step by step, for the query, layer and head on screen."""
@@ -463,15 +459,22 @@ class MainWindow(QtWidgets.QMainWindow):
 
         return open_walkthrough(self)
 
-    def show_analyses(self) -> None:
+    def show_analyses(self):
         """The analyses window for the result on screen; clicking a head there shows it here."""
-        from .analyses_window import AnalysesWindow, open_analyses_window
+        from .analyses_window import AnalysesWindow
 
-        first = self.findChild(AnalysesWindow) is None
-        win = open_analyses_window(self, self.analysis)
+        return self._tool_window(AnalysesWindow, lambda win: win.select.connect(self._on_analyses_select))
+
+    def _tool_window(self, window_type, connect=None):
+        """The analyses or comparison window, following the results shown here."""
+        from .tool_windows import open_tool_window
+
+        first = self.findChild(window_type) is None
+        win = open_tool_window(self, window_type, self.analysis)
         if first:
             self.analysisShown.connect(win.set_analysis)
-            win.select.connect(self._on_analyses_select)
+            if connect is not None:
+                connect(win)
         return win
 
     @QtCore.Slot(int, int)
