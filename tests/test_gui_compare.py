@@ -58,6 +58,7 @@ def test_maps_side_by_side_titled_linked_and_equal_to_explain(qtbot, win, analys
     assert "start_layer=0" in titles["relevance"]
     # linked pan / zoom: zooming the last view moves the first
     views = [p.vb for p in win.plots.values()]
+    qtbot.wait(50)  # the window fits its views once laid out (a queued call): let it run first
     before = views[0].viewRange()[0]
     views[-1].setXRange(10, 30, padding=0)
     qtbot.wait(50)
