@@ -98,3 +98,68 @@ def test_rates_on_a_few_scenes_are_shares_and_the_table_prints(loaded):
            "one_of_two": spec["one_of_two"]["rollout"], "eligible": spec["eligible"], "pairs": 3}
     text = cs.format_table([row])
     assert "| demo_vit | rollout (class-agnostic) |" in text and "of 3 scenes eligible" in text
+
+
+# --- the rates (slow: ~12 min for all on 2 shared cores) ----------------------------------------
+# Measured (python -m vitviz.demo.class_specific --n 200 --pairs 300), "centre / cell" criteria:
+# demo_vit relevance peaks 88.0% / 94.5%, demo_swin relevance 89.5% / 76.0%, demo_detr 99.8% / 99.8%;
+# class-specific relevance demo_vit 48.5% / 58.5%, demo_swin 34.5% / 22.3% (rollout, attention
+# summary: 0% by construction). The goals not met are strict xfails: they fail once a retrained
+# model meets them, so the marks come off then.
+N, PAIRS = 200, 300
+UNMET = "demo classifiers trained on one salient shape per scene (issue 14: retrain multi-label)"
+
+
+@pytest.fixture(scope="module")
+def peaks(loaded):
+    return {m: cs.classifier_peak_rates(loaded[m], n=N)["peaks_on_object"] for m in loaded}
+
+
+@pytest.fixture(scope="module")
+def specific(loaded):
+    return {m: cs.class_specificity(loaded[m], n=PAIRS) for m in loaded}
+
+
+@pytest.mark.slow
+def test_detr_relevance_of_each_detection_peaks_in_its_box():
+    r = cs.detector_peak_rates("demo_detr", n=N)
+    assert r["detections"] > 2 * N  # most objects found (1-6 a scene)
+    assert r["peaks_on_object"]["relevance"]["centre"] >= 0.9
+    assert r["peaks_on_object"]["relevance"]["cell"] >= 0.9
+
+
+@pytest.mark.slow
+def test_demo_vit_relevance_peak_cell_is_on_the_object(peaks):
+    assert peaks["demo_vit"]["relevance"]["cell"] >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=f"measured 88.0%: relevance peaks on outlines; {UNMET}")
+def test_demo_vit_relevance_peak_centre_is_in_the_box(peaks):
+    assert peaks["demo_vit"]["relevance"]["centre"] >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=f"measured 89.5% / 76.0%; {UNMET}")
+def test_demo_swin_relevance_peaks_on_the_object(peaks):
+    assert min(peaks["demo_swin"]["relevance"].values()) >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["demo_vit", "demo_swin"])
+def test_relevance_is_class_specific_where_class_agnostic_maps_cannot_be(specific, model):
+    """What holds today: many scenes eligible; class-agnostic maps never right for both classes
+    (but right for one); relevance right for both in a third of the scenes or more."""
+    s = specific[model]
+    agnostic = next(m for m in s["class_specific"] if m in cs.CLASS_AGNOSTIC)
+    assert s["eligible"] >= PAIRS // 3
+    assert s["class_specific"][agnostic] == {"centre": 0.0, "cell": 0.0}
+    assert s["one_of_two"][agnostic]["centre"] >= 0.9
+    assert s["class_specific"]["relevance"]["centre"] >= 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["demo_vit", "demo_swin"])
+@pytest.mark.xfail(strict=True, reason=f"measured 48.5% (ViT), 34.5% (Swin); {UNMET}")
+def test_relevance_class_specificity_meets_the_goal(specific, model):
+    assert specific[model]["class_specific"]["relevance"]["centre"] >= 0.8
