@@ -16,7 +16,9 @@ same ``analyze`` / ``explain`` pipeline the app uses:
 ``centre_in_box``, the rule evaluate.py scores attention with); ``cell``: the cell covers pixels
 of the object's shape (its mask), and for class-specificity more of its own object's pixels than
 of the other's. Gradient maps often peak on an object's outline; on the demo ViT's 8 x 8 grid (12
-px cells on a 96 px scene) such a cell straddles the edge and its centre can fall just outside.
+px cells on a 96 px scene) such a cell straddles the edge and its centre can fall just outside;
+on Swin's 16 x 16 stage-0 grid (6 px cells) a peak between a star's arms is in the box but off
+the shape.
 
     python -m vitviz.demo.class_specific [--n 200] [--pairs 300]
 """
