@@ -277,6 +277,39 @@ def test_alpha_overlay_shows_one_colour_whose_opacity_is_the_value(qtbot, tmp_pa
     assert sources.views["attention"].overlay == "alpha" and sources.settings["overlay"] == "alpha"
 
 
+def test_a_squeezed_strip_is_drawn_as_the_model_saw_it_not_as_a_line(qtbot, tmp_path):
+    from vitviz.core.models.registry import ModelSpec, Preprocess, register
+
+    register(ModelSpec("test_squeeze_vit", "vit", "Squeezing ViT (tests)", "tests.test_gui_ux:build_wide_vit",
+                       Preprocess("resize", 96), classes="none", group="Tests"))
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (50, 20000, 3), dtype=np.uint8)).save(strip)
+    win = make_window(qtbot, tmp_path, model="test_squeeze_vit")
+    a = open_and_wait(qtbot, win, strip)
+    panel = win.panels["vit"]
+    assert "squeezed to 96×96 (400× out of shape)" in a.input_note()
+    assert panel.state.model_view and panel.model_view_check.isChecked()  # M, turned on for the user
+    assert "squeezed 400×" in win.statusBar().currentMessage()
+    qtbot.wait(50)
+    vb = panel.main_view.vb
+    (x0, x1), (y0, y1) = vb.viewRange()
+    assert x0 <= 0 and x1 >= 20000 and y0 <= 0 and y1 >= 50  # the whole strip is in view...
+    on_screen = (vb.width() * 20000 / (x1 - x0), vb.height() * 50 / (y1 - y0))
+    assert 0.8 < on_screen[0] / on_screen[1] < 1.25  # ...as the model's square input, not a 1-px line
+    # a tile at the map's centre is as wide as it is tall on screen, and a click there selects it
+    r, c = a.grid.shape[0] // 2, a.grid.shape[1] // 2
+    _click(qtbot, panel.main_view, *_centre(a.grid.rect(r, c)))
+    assert panel.query == (r, c)
+    panel.model_view_check.click()  # M off: the photo's own shape again
+    qtbot.wait(50)
+    (x0, x1), (y0, y1) = vb.viewRange()
+    assert (vb.width() / (x1 - x0)) / (vb.height() / (y1 - y0)) == pytest.approx(1, rel=1e-3)
+    ordinary = tmp_path / "ordinary.png"
+    Image.fromarray(np.zeros((90, 120, 3), np.uint8)).save(ordinary)
+    open_and_wait(qtbot, win, ordinary)
+    assert not panel.state.model_view  # the user's choice (off) stays
+
+
 @pytest.mark.parametrize("size", [(640, 420), (1024, 640), (1920, 1080)])
 def test_small_and_large_windows_fit_toolbar_side_column_views_and_labels(qtbot, tmp_path, image_file, size):
     from PySide6 import QtGui, QtWidgets

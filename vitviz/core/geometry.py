@@ -55,6 +55,10 @@ class InputTransform:
         x0, y0, x1, y1 = self.visible_rect()
         return max(0.0, x1 - x0) * max(0.0, y1 - y0) / float(self.orig_w * self.orig_h)
 
+    def stretch(self) -> float:
+        """How far out of shape the model's input is (1.0: proportions kept; 400: a strip squeezed)."""
+        return max(self.scale_x / self.scale_y, self.scale_y / self.scale_x)
+
     def seen_note(self) -> str | None:
         """What the model saw, said plainly when it is little of the image or the image's shape was
         squeezed hard (a 20000x50 strip); None for an ordinary photo."""
@@ -64,7 +68,7 @@ class InputTransform:
             x0, y0, x1, y1 = self.visible_rect()
             return (f"The model saw only {x1 - x0:.0f}×{y1 - y0:.0f} px of this {w}×{h} image "
                     f"({frac:.2%}), resized and cropped to its {iw}×{ih} input; the rest is shaded.")
-        stretch = max(self.scale_x / self.scale_y, self.scale_y / self.scale_x)
+        stretch = self.stretch()
         if stretch > 3:
             return f"The model saw this {w}×{h} image squeezed to {iw}×{ih} ({stretch:.0f}× out of shape)."
         if max(w / h, h / w) > 8:

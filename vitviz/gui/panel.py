@@ -19,6 +19,8 @@ from .method_form import MethodForm
 from .views.controls import DisplayControls
 from .views.panel_common import fill_head_combo, fill_predictions, model_view_check, predictions_list, side_width
 
+SQUEEZED = 8.0  # an input this far out of shape draws the photo as a line: show the model's view
+
 
 class Panel(QtWidgets.QWidget):
     family = ""  # the family table's name; set by each subclass
@@ -117,19 +119,26 @@ class Panel(QtWidgets.QWidget):
                 view.show_rect(crop)  # the map covers the crop only: at full fit it is a line
 
     def _model_view_for_small_crops(self, analysis):
-        """When the model saw a small part of the image, show its input there ("M", turned back off
+        """When the model saw a small part of the image, or the image squeezed far out of shape (a
+        20000x50 strip), show its input ("M": in place and in its own proportions; turned back off
         for the next image that does not need it); returns the part to zoom to, or None."""
-        small = self.info.model_view and analysis.grid.transform.seen_fraction() < 0.05
-        if small and not self.state.model_view:
+        t = analysis.grid.transform
+        small = self.info.model_view and t.seen_fraction() < 0.05
+        squeezed = self.info.model_view and t.stretch() > SQUEEZED
+        if (small or squeezed) and not self.state.model_view:
             self.state = self.state.replace(model_view=True)
             self._auto_model_view = True
-        elif not small and self._auto_model_view:
+        elif not (small or squeezed) and self._auto_model_view:
             self.state = self.state.replace(model_view=False)
             self._auto_model_view = False
         if small:
             self.statusMessage.emit("Showing what the model sees (M): it saw a small part of this image. "
                                     "F shows the whole image.")
-            return analysis.grid.transform.visible_rect()
+            return t.visible_rect()
+        if squeezed and self.state.model_view:
+            self.statusMessage.emit(f"Showing what the model sees (M): this image was squeezed "
+                                    f"{t.stretch():.0f}× to fit its input, so the view is stretched back. "
+                                    "M shows the photo's own shape.")
         return None
 
     def image_views(self) -> list:

@@ -82,6 +82,7 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.scene().sigMouseMoved.connect(self._on_scene_move)
         self._image_size: tuple[int, int] | None = None
         self._photo: np.ndarray | None = None  # the photo last shown: another one re-fits the view
+        self._aspect = 1.0  # screen px per x unit / per y unit: 1 for the photo, the model's squeeze in M
         self.vb.sigResized.connect(self._update_limits)
 
     # -- content -------------------------------------------------------------------------------
@@ -108,6 +109,14 @@ class ImageView(pg.GraphicsLayoutWidget):
         self.vb.setRange(QtCore.QRectF(0, 0, w, h), padding=FIT_PADDING)
         self._update_limits()
 
+    def set_aspect(self, ratio: float) -> None:
+        """Draw x units `ratio` times as wide on screen as y units (1: the photo's own shape). Showing
+        what the model sees, a squeezed image is stretched as its input was, so its map is not a line."""
+        if abs(ratio - self._aspect) > 1e-9 * max(ratio, self._aspect):
+            self._aspect = ratio
+            self.vb.setAspectLocked(True, ratio=ratio)
+            self.fit()
+
     def show_rect(self, rect: tuple[float, float, float, float]) -> None:
         """Zoom to (x0, y0, x1, y1), original pixels."""
         x0, y0, x1, y1 = rect
@@ -119,8 +128,9 @@ class ImageView(pg.GraphicsLayoutWidget):
             return
         w, h = self._image_size
         pw, ph = max(1.0, self.vb.width()), max(1.0, self.vb.height())
-        scale = min(pw / w, ph / h) / (1 + 2 * FIT_PADDING)  # screen px per image px, fitted
-        self.vb.setLimits(maxXRange=ZOOM_OUT * pw / scale, maxYRange=ZOOM_OUT * ph / scale)
+        r = self._aspect
+        sy = min(pw / (r * w), ph / h) / (1 + 2 * FIT_PADDING)  # screen px per image y unit, fitted
+        self.vb.setLimits(maxXRange=ZOOM_OUT * pw / (r * sy), maxYRange=ZOOM_OUT * ph / sy)
 
     def set_map(self, values: np.ndarray | None, extent: tuple[float, float, float, float] | None = None,
                 cmap: str = DEFAULT_COLORMAP, levels: tuple[float, float] | None = None,

@@ -49,9 +49,12 @@ def model_view_check() -> QtWidgets.QCheckBox:
 
 
 def show_base_image(views, analysis, model_view: bool) -> None:
-    """The photo, or the model's own input placed where it came from (same coordinates)."""
+    """The photo, or the model's own input placed where it came from (same coordinates), drawn in
+    the input's own proportions (a squeezed image is stretched back as the model saw it)."""
+    t = analysis.grid.transform
     for view in views:
         view.set_image(np.asarray(analysis.image))  # keeps the view range keyed to the photo size
+        view.set_aspect(t.scale_x / t.scale_y if model_view else 1.0)
         if model_view:
             view.set_image(analysis.input_image(), rect=analysis.grid.extent())
 
