@@ -55,6 +55,9 @@ def test_a_folder_opens_as_the_image_list(qtbot, tmp_path, files):
     win._error_dialog = lambda title, text: None
     _shown(qtbot, win, lambda: win.set_image_list([str(folder)]))
     assert win.images.paths == [a, b, c] and win.image_path == a
+    win.images.set([])
+    _shown(qtbot, win, lambda: win.open_path(str(folder)))  # a folder given where a file is expected
+    assert win.images.paths == [a, b, c] and win.image_path == a
 
 
 def test_a_folder_without_images_says_so_and_keeps_what_was_open(qtbot, tmp_path, files):

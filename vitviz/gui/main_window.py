@@ -207,7 +207,10 @@ class MainWindow(QtWidgets.QMainWindow):
         return False
 
     def open_path(self, path: str) -> bool:
-        """Load and show an image file. On failure: a dialog; what was open stays."""
+        """Load and show an image file (a folder: its images become the list). On failure: a dialog;
+        what was open stays."""
+        if os.path.isdir(path):
+            return self.set_image_list([path])
         try:
             img = load_image(path)
         except ImageLoadError as exc:
