@@ -61,7 +61,8 @@ class ExportDialog(QtWidgets.QDialog):
         current = sources.current if sources.current in self.maps else (self.maps[0] if self.maps else "")
         self.view_combo.setCurrentIndex(max(0, self.view_combo.findData(current)))
         page = QtWidgets.QWidget()
-        QtWidgets.QFormLayout(page).addRow("View", self.view_combo)
+        view_form = QtWidgets.QFormLayout(page)
+        view_form.addRow("View", self.view_combo)
         self.pages.addWidget(page)
 
         # comparison
@@ -93,7 +94,7 @@ class ExportDialog(QtWidgets.QDialog):
                                    "comparable between tiles; a shared scale is comparable but may leave "
                                    "weak heads dark.")
         page = QtWidgets.QWidget()
-        form = QtWidgets.QFormLayout(page)
+        form = grid_form = QtWidgets.QFormLayout(page)
         form.addRow("Grid", self.grid_combo)
         self.rows_label, self.cols_label = QtWidgets.QLabel(), QtWidgets.QLabel()
         form.addRow(self.rows_label, self.rows_edit)
@@ -153,6 +154,7 @@ class ExportDialog(QtWidgets.QDialog):
         form.addRow("Include", inc)
         form.addRow(self.zoom_check)
         form.addRow("File", path_row)
+        _align_labels(form, (view_form, grid_form))
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Save
                                              | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self._on_accept)
@@ -271,6 +273,22 @@ class ExportDialog(QtWidgets.QDialog):
                 self.error_label.setText(f"Not saved: {exc}")
                 return
         self.accept()
+
+
+def _align_labels(outer: QtWidgets.QFormLayout, inner) -> None:
+    """The pages' forms sit in one row of `outer`: give their labels its label column's width and no
+    margins, so every label and field of the dialog lines up."""
+    role = QtWidgets.QFormLayout.ItemRole.LabelRole
+
+    def labels(form):
+        items = (form.itemAt(r, role) for r in range(form.rowCount()))
+        return [i.widget() for i in items if i is not None and i.widget() is not None]
+
+    width = max(w.sizeHint().width() for w in labels(outer))
+    for form in inner:
+        form.setContentsMargins(0, 0, 0, 0)
+        for w in labels(form):
+            w.setMinimumWidth(width)
 
 
 def zoomed_region(view: MapView) -> list[float] | None:

@@ -91,15 +91,21 @@ class ShortcutsDialog(QtWidgets.QDialog):
             head.setFirstColumnSpanned(True)
             self.tree.addTopLevelItem(head)
             for k in (k for k in KEYS if k.group == group):
-                head.addChild(QtWidgets.QTreeWidgetItem([key_text(k.keys), k.text]))
+                row = QtWidgets.QTreeWidgetItem([key_text(k.keys), k.text])
+                row.setToolTip(1, k.text)
+                head.addChild(row)
             head.setExpanded(True)
         self.tree.resizeColumnToContents(0)
+        self.tree.resizeColumnToContents(1)
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         lay = QtWidgets.QVBoxLayout(self)
         lay.addWidget(self.tree)
         lay.addWidget(buttons)
-        self.resize(560, 640)
+        # wide enough for every description (no "..."), within the screen
+        want = self.tree.columnWidth(0) + self.tree.columnWidth(1) + 60
+        screen = self.screen().availableGeometry() if self.screen() else None
+        self.resize(min(want, int(screen.width() * 0.9)) if screen else want, 640)
 
     def rows(self) -> list[tuple[str, str, str]]:
         """(group, key, text) of every row, as shown."""
