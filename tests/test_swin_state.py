@@ -93,7 +93,7 @@ def test_old_sidecar_settings_build_the_same_figure(a):
     new_fig = fam.build_figures(a, new.updated({"query": [1, 2]}))
     assert old_fig.settings == new_fig.settings
     assert list(old_fig.views) == list(new_fig.views) == ["attention", "windows", "summary", "grid", "bias",
-                                                          "head:0", "head:1", "head:2", "head:3"]
+                                                          "method", "head:0", "head:1", "head:2", "head:3"]
     for name, view in old_fig.views.items():
         other = new_fig.views[name]
         assert view.title == other.title and view.meta == other.meta
@@ -227,3 +227,63 @@ def test_cli_exports_swin_without_widgets_and_reruns_identically(image, tmp_path
     s = side["request"]["settings"]
     assert (s["family"], s["stage"], s["block"], s["head"], s["token"]) == ("swin", 1, 1, 1, [2, 1])
     assert [p["name"] for p in side["panels"]] == ["attention", "windows"]
+
+
+# -- the method view (relevance by default) --------------------------------------------------------
+def test_method_round_trips_and_defaults_to_relevance(a):
+    assert SwinState().method == "relevance" and SwinState().params == {}
+    s = SwinState(method="relevance", method_params=(("contrast", 1), ("start_layer", 2), ("target", 3)))
+    j = s.to_json()
+    assert j["method"] == "relevance" and j["method_params"] == {"contrast": 1, "start_layer": 2, "target": 3}
+    assert json.loads(json.dumps(j)) == j and SwinState.from_json(j) == s
+    r = s.resolved(a)
+    assert SwinState.from_json(json.loads(json.dumps(r.to_json()))) == r and r.resolved(a) == r
+    # resolved fills in the defaults; the CLI's text values are converted
+    r = SwinState.from_json({"method": "relevance", "method_params": {"target": "2"}}).resolved(a)
+    assert r.params == {"target": 2, "contrast": -1, "start_layer": 0}
+
+
+def test_old_sidecars_without_a_method_or_with_the_clis_rollout_get_relevance(a):
+    no_method = {"family": "swin", "stage": 0, "block": 1, "head": 1, "point": [30.0, 40.0], "token": [8, 2]}
+    assert SwinState.from_json(no_method).method == "relevance"
+    with_rollout = {**no_method, "method": "rollout", "method_params": {"head_fusion": "mean", "discard_ratio": 0.0}}
+    s = SwinState.from_json(with_rollout)
+    assert (s.method, s.method_params) == ("relevance", ())
+    assert s.resolved(a) == SwinState.from_json(no_method).resolved(a)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"method": "rollout"}, r"method 'rollout' is not available for Swin models \(they take: attention, .*relevance"),
+    ({"method": "no_such"}, "no_such"),
+    ({"method": "relevance", "method_params": {"target": 7}}, r"target 7 is not a class of this model \(0..6"),
+    ({"method": "relevance", "method_params": {"discard_ratio": 0.5}}, "relevance: method 'relevance' has no "
+                                                                        "parameter discard_ratio"),
+])
+def test_bad_methods_say_what_is_wrong(a, settings, message):
+    with pytest.raises(ExportError, match=message):
+        get_family("swin").build_figures(a, SwinState.from_json(settings))
+
+
+def test_carried_over_resets_a_target_the_new_model_does_not_have(a):
+    s = SwinState(method_params=(("contrast", 9), ("start_layer", 1), ("target", 3))).carried_over(a)
+    assert s.params == {"contrast": -1, "start_layer": 1, "target": 3}  # 7 classes: 3 stays, 9 does not
+    s = SwinState(method_params=(("contrast", -1), ("start_layer", 0), ("target", 7))).carried_over(a)
+    assert s.params["target"] == -1
+
+
+def test_method_view_is_the_explained_map_with_the_target_named(a):
+    k = int(np.argsort(a.logits)[-2])  # the second class, not the default
+    src = get_family("swin").build_figures(a, SwinState(method_params=(("target", k),)))
+    v = src.views["method"]
+    np.testing.assert_array_equal(v.values, a.explain("relevance", target=k))
+    assert v.extent == a.stage_grid(0).extent() and v.values.shape == a.stage_grid(0).shape
+    name = a.target_info(k).label
+    assert f"target: {name}" in v.title and name in v.description
+    assert v.meta["method"] == "relevance" and v.meta["target"] == k
+    assert v.meta["target_info"]["index"] == k and v.meta["target_info"]["name"] == a.target_info(k).name
+    assert src.settings["method"] == "relevance" and src.settings["method_params"]["target"] == k
+    # raw window attention as the method: the selected token's map, on its stage's grid
+    src = get_family("swin").build_figures(a, SwinState(stage=1, block=0, head=1, method="attention"))
+    s = SwinState.from_json(src.settings)
+    np.testing.assert_array_equal(src.views["method"].values, a.attention_map(1, 0, 1, s.token, "from"))
+    assert src.views["method"].extent == a.stage_grid(1).extent()

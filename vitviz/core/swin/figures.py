@@ -2,17 +2,19 @@
 drawn as vector marks; the windows alone; the attention summary; the blocks x heads grid; the
 relative position bias; each head of the block.
 
-Views: "attention", "windows", "summary", "grid", "bias", "head:H". Built from (analysis, SwinState)
-alone: the GUI panel and the headless `vitviz export` draw the same description.
+Views: "attention", "windows", "summary", "grid", "bias", "method" (the state's method: what the
+panel shows in its method view, relevance for the top-1 class by default), "head:H". Built from
+(analysis, SwinState) alone: the GUI panel and the headless `vitviz export` draw the same description.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..figures import ExportError, ExportSources, MapView, Shape, TileGrid, crop_shade, grid_lines, selection_rect
+from ..methods.targets import target_meta, target_text
 from ..vit.figures import head_text
 from .marks import REGION_COLORS, WINDOW_COLOR, crop_to_window, rgba, token_rect, window_marks
-from .state import SwinState
+from .state import DEFAULT_METHOD, SwinState
 
 
 def attention_title(s: SwinState) -> str:
@@ -29,6 +31,46 @@ def summary_head(a, head):
 def summary_title(a, head) -> str:
     return (f"Where the model looks · attention received in stage {a.num_stages - 1} · "
             f"{head_text(summary_head(a, head))}")
+
+
+# -- the method view ------------------------------------------------------------------------------
+def takes_token(method) -> bool:
+    """Whether `method` works on one block and token (raw window attention); the others (relevance,
+    Grad-CAM, ...) explain the pooled prediction, whatever token and block the view selects."""
+    return "stage" in method.context or "block" in method.context
+
+
+def method_kwargs(s: SwinState, method=None, params: dict | None = None) -> dict:
+    """What `method` (default: the state's) is called with, for a resolved state: the view's stage,
+    block, head, token and direction where the method takes them, then its parameters."""
+    method = method or s.method_decl()
+    params = method.resolve(s.params if params is None else params)
+    context = {}
+    if takes_token(method):
+        context = {k: v for k, v in (("stage", s.stage), ("block", s.block), ("head", s.head),
+                                     ("query", tuple(s.token)), ("direction", s.direction))
+                   if k in method.context}
+    return {**context, **params}
+
+
+def method_title(method, params: dict, s: SwinState) -> str:
+    """'Relevance · start layer 2' (the target is named by target_text, appended by the caller)."""
+    if takes_token(method):
+        return (f"{method.title} {s.direction} token {tuple(s.token)} · stage {s.stage} block {s.block} · "
+                f"{head_text(s.head)}")
+    shown = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in params.items()
+                      if not (method.needs_grad and k in ("target", "contrast")))
+    return method.title + (f" · {shown}" if shown else "")
+
+
+def method_grid(a, values: np.ndarray, stage: int):
+    """The token grid a method's map lies on: the view's stage if its shape fits, else the first
+    stage whose grid does (class-specific Swin maps are on the stage-0 grid)."""
+    shape = tuple(np.shape(values))
+    for i in [stage] + [i for i in range(a.num_stages) if i != stage]:
+        if a.stage_grid(i).shape == shape:
+            return a.stage_grid(i)
+    raise ExportError(f"the method's map ({shape[0]}x{shape[1]}) fits no stage's token grid")
 
 
 def window_shapes(a, s: SwinState) -> list[Shape]:
@@ -100,6 +142,39 @@ def build(a, state: SwinState, view_rect=None) -> ExportSources:
         "window, centre = same position", bias[None], "block", "head", row_labels=[f"B{block}"],
         selected=(0, head if isinstance(head, int) else None), value_label="bias",
         meta={"method": "relative position bias", "stage": stage, "block": block})
+    method = s.method_decl()
+    try:
+        views["method"] = method_view(a, s, method, shade, base)
+    except (ValueError, RuntimeError) as exc:
+        # the default (relevance) cannot be computed for every Swin (no classifier head): the other
+        # views still export; a method asked for by name says why it failed
+        if s.method != DEFAULT_METHOD or s.params != method.resolve({}):
+            raise ExportError(f"{method.name}: {exc}") from None
     for h in range(b.heads):
         views[f"head:{h}"] = attention(h, f"Stage {stage} block {block} · head {h}")
     return ExportSources(views, s.to_json(), colormap=s.colormap, current="summary" if s.summary else "attention")
+
+
+SWIN_NOTES = {  # where a method's own description speaks of a class token Swin does not have
+    "relevance": "Chefer et al. 2021 for Swin: per block R += mean_h max(dA * A, 0) R with each window's "
+                 "attention and gradient placed at its tokens' true positions (through the cyclic shift); "
+                 "patch merging carries R to the merged tokens (a merged row = the mean of its four "
+                 "sources'); the map is the mean of the last stage's rows (the pooled prediction), on the "
+                 "stage-0 grid.",
+}
+
+
+def method_view(a, s: SwinState, method, shade, base: dict) -> MapView:
+    """The state's method map as a view, its target named in the title, caption and sidecar."""
+    params = method.resolve(s.params)
+    values = method(a, **method_kwargs(s, method, params))
+    target = target_text(a, method, params)  # ' · target: tabby (281), logit 9.12'; '' if not class-specific
+    grid = method_grid(a, values, s.stage)
+    where = (f"for token ({s.token[0]}, {s.token[1]}) of stage {s.stage} block {s.block}" if takes_token(method)
+             else f"on the stage-0 grid ({grid.rows}×{grid.cols} tokens)")
+    desc = f"{method.describe(params)} {where}. {SWIN_NOTES.get(method.name, method.description)}"
+    desc += f" Explained: the {target[3:]}." if target else ""
+    marks = [shade] + ([grid_lines(*grid.edges())] if s.grid else [])
+    return MapView(method_title(method, params, s) + target, desc, values=values, extent=grid.extent(),
+                   value_label=method.value_label, shapes=marks,
+                   meta={"method": method.name, **params, **target_meta(a, method, params)}, **base)

@@ -7,6 +7,10 @@ derived from it when the state is resolved, for sidecars and captions.
 Two keys are inputs only, for the CLI's ViT-style settings, and are folded in by resolved():
 "layer" counts blocks over all stages (negative from the end) and replaces stage / block;
 "query" ROW,COL is a token of that block's stage and replaces the point ("cls": keep the point).
+
+`method` is the map of the method view beside the window attention (vitviz.core.methods). Its default
+is relevance for the top-1 class: the only class-agnostic method Swin has is raw window attention,
+which the main view already shows.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from ..state import ViewState, check_direction, check_layer
 from .marks import PARTITIONS
 
 PARTITION_KEYS = tuple(k for k, _ in PARTITIONS)
+DEFAULT_METHOD = "relevance"
 
 
 @dataclass(frozen=True)
@@ -32,14 +37,23 @@ class SwinState(ViewState):
     layer: int | None = None  # input only: a block over all stages (replaces stage / block)
     query: object = "cls"  # input only: (row, col) of the stage grid (replaces point); "cls": the point
     token: tuple | None = None  # derived: the stage's token holding `point`
+    method: str = DEFAULT_METHOD  # the method view's map (vitviz.core.methods)
+    method_params: tuple = ()  # (name, value) pairs of that method's parameters
     family = "swin"
 
     @classmethod
     def upgrade(cls, data: dict) -> dict:
         """Old sidecars wrote the panel's view_settings() plus the CLI's keys: a "layer" beside
-        "stage" / "block" was already folded into them (the old export let stage / block win)."""
+        "stage" / "block" was already folded into them (the old export let stage / block win), and
+        the CLI's "method": "rollout" (with its parameters), which Swin never drew. A sidecar is
+        told from the CLI's own settings by the derived "token" it records: there the method goes
+        back to the default; an explicit `--method rollout` stays and resolved() says it does not
+        apply to Swin."""
         if "layer" in data and ("stage" in data or "block" in data):
             data.pop("layer")
+        if data.get("method") == "rollout" and data.get("token") is not None:
+            data.pop("method")
+            data.pop("method_params", None)
         q = data.get("query")
         if q is None:
             data.pop("query", None)
@@ -64,6 +78,28 @@ class SwinState(ViewState):
             base.pop("stage")
             base.pop("block")
         return type(self).from_json({**base, **over})
+
+    @property
+    def params(self) -> dict:
+        return dict(self.method_params)
+
+    def method_decl(self):
+        from ..methods import get_method
+
+        try:
+            return get_method(self.method)
+        except KeyError as exc:
+            raise ExportError(exc.args[0]) from None
+
+    def _method_params(self) -> dict:
+        method = self.method_decl()
+        if "swin" not in method.families:
+            raise ExportError(f"method {method.name!r} is not available for Swin models (they take: "
+                              f"{', '.join(m.name for m in _swin_methods())})")
+        try:
+            return method.resolve(self.params)
+        except ValueError as exc:
+            raise ExportError(f"{method.name}: {exc}") from None
 
     # -- checks --------------------------------------------------------------------------------
     def _stage_block(self, a) -> tuple[int, int]:
@@ -120,7 +156,8 @@ class SwinState(ViewState):
             raise ExportError(f"partition must be one of {', '.join(PARTITION_KEYS)}, not {self.partition!r}")
         return base.replace(stage=stage, block=block, head=head, point=point, token=tuple(token),
                             direction=check_direction(self.direction), regions=bool(self.regions),
-                            summary=bool(self.summary), layer=None, query="cls")
+                            summary=bool(self.summary), layer=None, query="cls",
+                            method_params=self._method_params())
 
     def carried_over(self, analysis) -> "SwinState":
         """A new image or model keeps stage, block and head where they still exist (else the last
@@ -135,7 +172,19 @@ class SwinState(ViewState):
         point = self.point
         if point is not None and a.grid.token_at(*point) is None:
             point = None
-        return self.replace(stage=stage, block=block, head=head, point=point, layer=None, query="cls")
+        params = dict(self.method_params)
+        n = 0 if getattr(a, "logits", None) is None else len(a.logits)
+        for k in ("target", "contrast"):  # a class the new model does not have: back to the default
+            if k in params and isinstance(params[k], int) and not -1 <= params[k] < n:
+                params[k] = -1
+        return self.replace(stage=stage, block=block, head=head, point=point, layer=None, query="cls",
+                            method_params=params)
+
+
+def _swin_methods():
+    from ..methods import methods
+
+    return methods("swin")
 
 
 def token_centre(a, stage: int, row: int, col: int) -> tuple[float, float]:
