@@ -1,7 +1,9 @@
 """The Swin workspace: window attention of a clicked token at its true image positions, the block's
 window partition (regular or cyclically shifted) with the shifted-window mask's nine regions, the
 stage's token grid, a blocks x heads grid, the relative position bias, patch merging followed
-through the stages, the attention summary and the top-5 predictions.
+through the stages, the attention summary, the top-5 predictions, and a method view below the
+attention: relevance for the top-1 class by default (a class clicked in the top-5 list becomes its
+target), computed in the worker thread, the previous map kept while it runs.
 
 Stages and blocks count from 0 (the paper's "stage 1" is stage 0), as ViT layers do. The selection
 is a point of the original image, so it survives stage changes: at each stage it selects the token
@@ -16,7 +18,9 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from ...core.analysis.heads import FUSIONS
-from ...core.swin.figures import attention_title, summary_head, summary_title
+from ...core.methods.targets import target_text
+from ...core.swin.figures import attention_title, method_grid, method_kwargs, method_title, summary_head, \
+    summary_title, takes_token
 from ...core.swin.marks import PARTITIONS, REGION_COLORS, REGULAR_COLOR, SHIFTED_COLOR, crop_to_window, \
     token_rect, window_marks
 from ...core.swin.state import token_centre
@@ -65,6 +69,10 @@ class SwinPanel(Panel):
         # window attention (1/49 = 0.0204...) needs "0.0205"
         self.main_view.colorbar.axis.setWidth(None)
         self.overlay = WindowsOverlay(self.main_view.vb)
+        self.method_view = ImageView("Relevance")
+        self.method_view.colorbar.axis.setWidth(None)
+        self.method_view.link_to(self.main_view)
+        self._method_map_for = None  # the analysis the method view's map belongs to
         self.grid_view = HeadGridView("block", "head")
         self.bias_view = BiasView()
         self.merge_view = MergeView()
@@ -100,11 +108,15 @@ class SwinPanel(Panel):
                     ("Head", self.head_combo), ("Direction", self.direction_combo), (self.token_label,),
                     (QtWidgets.QLabel("<b>Windows</b>"),), ("Partition", self.partition_combo),
                     (self.regions_check,), (_legend(),), (self.summary_check,), (self.model_view_check,),
-                    (QtWidgets.QLabel("<b>Top-5 predictions</b>"),), (self.predictions,)):
+                    (QtWidgets.QLabel("<b>Below the attention</b>"),), ("Method", self.method_combo),
+                    (self.method_form,),
+                    (QtWidgets.QLabel("<b>Top-5 predictions</b> (click: the target)"),), (self.predictions,)):
             form.addRow(*row)
         right = _splitter(QtCore.Qt.Orientation.Vertical, (self.grid_view, self.bias_view, self.merge_view),
                           (340, 190, 300))
-        views = _splitter(QtCore.Qt.Orientation.Horizontal, (self.main_view, right), (600, 500))
+        # the attention and the method's map stacked at equal size (linked views show one region)
+        left = _splitter(QtCore.Qt.Orientation.Vertical, (self.main_view, self.method_view), (400, 400))
+        views = _splitter(QtCore.Qt.Orientation.Horizontal, (left, right), (600, 500))
         arrange_panel(self, form, views)
 
         self.stage_spin.valueChanged.connect(self._on_stage_change)
@@ -112,10 +124,11 @@ class SwinPanel(Panel):
         self.partition_combo.currentIndexChanged.connect(self._on_partition_change)
         self.regions_check.toggled.connect(self._on_regions_change)
         self.summary_check.toggled.connect(self._on_summary_change)
-        self.main_view.clicked.connect(self._on_image_click)
+        for view in (self.main_view, self.method_view):
+            view.clicked.connect(self._on_image_click)
+            view.keyMoved.connect(self.move_token)
         self.merge_view.clicked.connect(self._on_image_click)
-        self.main_view.keyMoved.connect(self.move_token)
-        self.watch_pointer(self.main_view)
+        self.watch_pointer(self.main_view, self.method_view)
         self.grid_view.tileClicked.connect(self._on_tile_click)
         self.bias_view.tileClicked.connect(self._on_bias_click)
         self.bias_view.hoveredValue.connect(self.statusMessage)
@@ -164,7 +177,8 @@ class SwinPanel(Panel):
 
     def on_new_analysis(self) -> None:
         a = self.analysis
-        self.main_view.set_crop_shade(a.image.size, a.grid.transform.visible_rect())
+        for view in (self.main_view, self.method_view):
+            view.set_crop_shade(a.image.size, a.grid.transform.visible_rect())
         self.merge_view.set_analysis(a, self.state.model_view)
         self._show_base_image()
 
@@ -264,12 +278,28 @@ class SwinPanel(Panel):
                 text += f" · mask region {a.mask_regions(stage, s.block)[r, c]}"
             v = self.current_map()[r, c]
             text += " · outside the selected token's window" if np.isnan(v) else f" · attention {v:.4g}"
-        return text
+        return text + self._method_readout(x, y)
+
+    def _method_readout(self, x: float, y: float) -> str:
+        """' · relevance 0.0123 (stage-0 token (r, c))' for the method's map under the pointer."""
+        try:
+            values = self.current_method_map()
+        except ValueError:
+            return ""
+        if values is None:
+            return f" · {self.state.method} computing…"
+        grid = method_grid(self.analysis, values, self.state.stage)
+        token = grid.token_at(x, y)
+        if token is None:
+            return ""
+        v = values[token]
+        return "" if np.isnan(v) else f" · {self.state.method} {v:.4g}"
 
     # -- drawing -------------------------------------------------------------------------------
     def _show_base_image(self) -> None:
         if self.analysis is not None:
-            show_base_image([self.main_view, self.merge_view.view], self.analysis, self.state.model_view)
+            show_base_image([self.main_view, self.method_view, self.merge_view.view], self.analysis,
+                            self.state.model_view)
 
     def current_map(self) -> np.ndarray:
         """What the main view shows: the selected token's window attention, or the summary."""
@@ -284,6 +314,7 @@ class SwinPanel(Panel):
             return
         self._refresh_labels()
         self._refresh_main()
+        self.refresh_method()
         self._refresh_heads()
         b = a.block(s.stage, s.block)
         self.bias_view.set_bias(a.relative_position_bias(s.stage, s.block), s.colormap,
@@ -348,7 +379,47 @@ class SwinPanel(Panel):
         self.grid_view.plot.vb.enableAutoRange()  # fit the tiles after layout changes too
         self.grid_view.set_selected(s.block, s.head if isinstance(s.head, int) else None)
 
+    # -- the method view ---------------------------------------------------------------------------
+    def current_method_map(self) -> np.ndarray | None:
+        """The method's map; None while the worker computes a gradient method's (a backward pass)."""
+        s = self.state.replace(token=self.token)
+        method = s.method_decl()
+        if s.token is None and takes_token(method):
+            raise ValueError("click the image to select a token")
+        return self.compute_method_map(method, method_kwargs(s, method))
+
+    def refresh_method(self) -> None:
+        a = self.analysis
+        if a is None:
+            return
+        s = self.state.replace(token=self.token or (0, 0))
+        view = self.method_view
+        method = s.method_decl()
+        params = method.resolve(s.params)
+        title = method_title(method, params, s)
+        try:
+            values = self.current_method_map()
+            title += target_text(a, method, params)
+        except ValueError as exc:  # e.g. a target class the model does not have: the last map stays
+            view.set_title(f"{title} · {exc}")
+            self.statusMessage.emit(str(exc))
+            return
+        if values is None:  # the worker runs the backward pass; the previous map stays meanwhile
+            if self._method_map_for is not a:  # ...unless it was another image's
+                view.set_map(None)
+            view.set_title(f"{title} · computing…")
+            return
+        grid = method_grid(a, values, s.stage)
+        view.set_grid(*grid.edges(), s.grid)
+        view.set_selection(grid.rect(*self.token) if takes_token(method) and self.token else None)
+        view.set_map(values, grid.extent(), s.colormap, opacity=s.opacity, overlay=s.overlay)
+        self._method_map_for = a
+        view.set_title(title)
+
+    def on_method_map_ready(self) -> None:
+        self.refresh_method()
+
     def focused_view(self) -> str:
-        focus = {self.grid_view: "grid", self.bias_view: "bias"}
+        focus = {self.grid_view: "grid", self.bias_view: "bias", self.method_view: "method"}
         return next((name for w, name in focus.items() if w.hasFocus()),
                     "summary" if self.state.summary else "attention")
