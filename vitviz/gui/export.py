@@ -32,12 +32,13 @@ def render(sources: ExportSources, request: ExportRequest, ctx: ExportContext) -
 
 
 def export_sources_to_file(sources: ExportSources, request: ExportRequest, ctx: ExportContext,
-                           path: str | os.PathLike) -> ExportResult:
-    """Render and write `path` and `path`.json atomically."""
+                           path: str | os.PathLike, extra: dict | None = None) -> ExportResult:
+    """Render and write `path` and `path`.json atomically. `extra`: more keys for the sidecar only
+    (the CLI's resume key), not embedded in the figure."""
     path = str(path)
     request.format = format_for(path, request.format)
     data, meta = render(sources, request, ctx)
-    side = dict(meta)
+    side = {**meta, **(extra or {})}
     side["output"] = {"file": os.path.basename(path), "format": request.format,
                       "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     sidecar = sidecar_path(path)

@@ -178,12 +178,14 @@ def write_files_atomic(files: list[tuple[str, bytes]]) -> None:
             current = path
             os.replace(tmp, path)
             placed.append(path)
-    except OSError as exc:
+    except BaseException as exc:  # OSError, and Ctrl+C mid-write: nothing half-written stays
         for tmp, _ in temps:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         for path in placed:
             os.unlink(path)
+        if not isinstance(exc, OSError):
+            raise
         raise ExportError(f"Cannot write {current}: {_reason(exc)}") from None
 
 

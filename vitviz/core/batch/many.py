@@ -23,6 +23,7 @@ class ImageFailure:
     index: int
     source: str
     error: str
+    reason: str = ""  # the error without the source's name (for lists that name it already)
 
 
 @dataclass
@@ -54,9 +55,10 @@ def _load_and_prepare(index: int, source, pre, family: str, label: str | None = 
     try:
         return prepare_item(index, label, load_image(source, name=label), pre, family)
     except ImageLoadError as exc:
-        return ImageFailure(index, label, str(exc))
+        return ImageFailure(index, label, str(exc), exc.reason)
     except Exception as exc:  # a decoder or preprocessing failure: one bad image must not end the run
-        return ImageFailure(index, label, f"{type(exc).__name__}: {exc}")
+        why = f"{type(exc).__name__}: {exc}"
+        return ImageFailure(index, label, why, why)
 
 
 def _datasets():
