@@ -75,6 +75,9 @@ def class_name(analysis, index: int) -> str:
 
 def class_target(analysis, target: int = -1, contrast: int = -1) -> Target:
     """target -1: the top-1 class. contrast -1: none, else y = logit[target] - logit[contrast]."""
+    if isinstance(target, str) or isinstance(contrast, str):  # a CLIP prompt (vitviz.core.models.clip_grad)
+        raise ValueError(f"a text target needs a CLIP model (a ViT), not a {analysis.family} model: "
+                         "its targets are class indices (-1: the top class)")
     logits = getattr(analysis, "logits", None)
     if logits is None:
         raise ValueError("this model has no classifier head: class-specific methods need class scores")

@@ -176,7 +176,8 @@ def detection_target(analysis, target: int = -1):
     from ..gradients import Target
 
     if isinstance(target, str):
-        raise ValueError(f"a DETR target is an object query index, not {target!r}")
+        raise ValueError(f"a text target needs a CLIP model (a ViT), not a DETR model: its targets are "
+                         f"object query indices (-1: the most confident detection), not {target!r}")
     q = int(np.argmax(analysis.best_scores())) if int(target) == -1 else int(target)
     if not 0 <= q < analysis.num_queries:
         raise ValueError(f"target {q} is not an object query of this model "
@@ -192,7 +193,7 @@ def detr_products(analysis, target: int = -1, contrast: int = -1):
     Target): one backward per detection, cached on the analysis (vitviz.core.gradients)."""
     from ..gradients import cached_backward, model_of
 
-    if int(contrast) != -1:
+    if isinstance(contrast, str) or int(contrast) != -1:
         raise ValueError("contrast is for classifiers: a DETR target is one detection's class logit")
     t = detection_target(analysis, target)
 

@@ -6,7 +6,8 @@ Swin tutorials do, the target layer is a block's first LayerNorm (ViT: encoder.l
 patch tokens reshaped to the token grid; Swin: features' block b's norm1, already a (H, W) grid).
 The map is the package's cam at token resolution (taken with its own get_cam_image from the
 activations and gradients it recorded, before its resize to the input and its min-max scaling), so
-values keep their scale across methods; a Swin stage coarser than the patch grid is repeated onto the
+values keep their scale across methods (for a CLIP model the score is a prompt's image-text cosine
+similarity, vitviz.core.models.clip_grad); a Swin stage coarser than the patch grid is repeated onto the
 stage-0 grid (nearest). Optional: `pip install 'vitviz[baselines]'`.
 """
 from __future__ import annotations
@@ -79,10 +80,14 @@ def _cached(analysis, key, compute):
     return cached_backward(analysis, key, compute)
 
 
-def vit(analysis, target: int = -1, contrast: int = -1, block: int = -1) -> np.ndarray:
-    from ..gradients import class_target, model_of
+def vit(analysis, target=-1, contrast=-1, block: int = -1) -> np.ndarray:
+    """For a CLIP model the target is a prompt: y = cos(image, prompt) (vitviz.core.models.clip_grad)."""
+    from dataclasses import replace
 
-    t = class_target(analysis, target, contrast)
+    from ..gradients import model_of
+    from ..models.clip_grad import score_model
+
+    sm = score_model(analysis, target, contrast)
     loaded = model_of(analysis)
     layers = loaded.module.encoder.layers
     b = _index(block, len(layers))
@@ -93,17 +98,19 @@ def vit(analysis, target: int = -1, contrast: int = -1, block: int = -1) -> np.n
         return patches.reshape(patches.shape[0], g.rows, g.cols, patches.shape[2]).permute(0, 3, 1, 2)
 
     def compute():
-        return token_cam(loaded, analysis.model_input, layers[b].ln_1, reshape, t.index, t.contrast)
+        return token_cam(replace(loaded, module=sm.module), analysis.model_input, layers[b].ln_1, reshape,
+                         sm.index, sm.contrast)
 
-    return _cached(analysis, ("grad_cam", t.index, t.contrast, b), compute).astype(np.float32)
+    return _cached(analysis, ("grad_cam", *sm.key, b), compute).astype(np.float32)
 
 
-def swin(analysis, target: int = -1, contrast: int = -1, block: int = -1) -> np.ndarray:
+def swin(analysis, target=-1, contrast=-1, block: int = -1) -> np.ndarray:
     from torch import nn
 
-    from ..gradients import class_target, model_of
+    from ..gradients import model_of
+    from ..models.clip_grad import score_model
 
-    t = class_target(analysis, target, contrast)
+    t = score_model(analysis, target, contrast).target  # a prompt is refused here, saying why
     loaded = model_of(analysis)
     stages = [f for f in loaded.module.features if isinstance(f, nn.Sequential)][1:]  # [0]: patch embedding
     blocks = [(s, m) for s, stage in enumerate(stages) for m in stage]

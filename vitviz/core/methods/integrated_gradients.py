@@ -2,7 +2,8 @@
 
 IG_i = (x_i - x'_i) * integral_0^1 dy/dx_i (x' + a (x - x')) da, computed by
 captum.attr.IntegratedGradients (Gauss-Legendre quadrature with `steps` points) on the model input
-the analysis holds, for the target's score y (its logit, minus the contrast class's). Each token's
+the analysis holds, for the target's score y (its logit, minus the contrast class's; for a CLIP model
+the prompt's image-text cosine similarity, minus the contrast prompt's). Each token's
 value is the sum of IG over its pixels and channels (pixels past the last full cell count to the last
 row / column, as vitviz.core.faithfulness.curves.pixel_map reads them), so by completeness the map
 sums to y(x) - y(x') up to the quadrature error ("abs_sum" sums |IG| instead: magnitude, no sign).
@@ -79,31 +80,32 @@ def score_function(module, target: int, contrast: int = -1):
     return f
 
 
-def attributions(analysis, target: int = -1, contrast: int = -1, baseline: str = "black",
+def attributions(analysis, target=-1, contrast=-1, baseline: str = "black",
                  steps: int = 64) -> tuple[np.ndarray, float]:
-    """(IG (3, H, W) float64, Captum's convergence delta), cached on the analysis per setting."""
-    from ..gradients import cached_backward, class_target, model_of
+    """(IG (3, H, W) float64, Captum's convergence delta), cached on the analysis per setting. For a
+    CLIP model the target is a prompt and y = cos(image, prompt) (vitviz.core.models.clip_grad)."""
+    from ..gradients import cached_backward, model_of
+    from ..models.clip_grad import score_model
 
     captum_attr = require("captum.attr", "Integrated Gradients")
-    t = class_target(analysis, target, contrast)
+    sm = score_model(analysis, target, contrast)
 
     def compute():
         import torch
 
-        loaded = model_of(analysis)
-        dev = loaded.device
+        dev = model_of(analysis).device
         x = torch.from_numpy(np.ascontiguousarray(analysis.model_input, dtype=np.float32))[None].to(dev)
         x0 = torch.from_numpy(np.ascontiguousarray(baseline_image(analysis, baseline)))[None].to(dev)
-        ig = captum_attr.IntegratedGradients(score_function(loaded.module, t.index, t.contrast))
+        ig = captum_attr.IntegratedGradients(score_function(sm.module, sm.index, sm.contrast))
         with torch.enable_grad():
             attr, delta = ig.attribute(x, baselines=x0, n_steps=int(steps), internal_batch_size=16,
                                        return_convergence_delta=True)
         return attr[0].detach().double().cpu().numpy(), float(delta[0])
 
-    return cached_backward(analysis, ("integrated_gradients", t.index, t.contrast, baseline, int(steps)), compute)
+    return cached_backward(analysis, ("integrated_gradients", *sm.key, baseline, int(steps)), compute)
 
 
-def compute(analysis, target: int = -1, contrast: int = -1, baseline: str = "black", steps: int = 64,
+def compute(analysis, target=-1, contrast=-1, baseline: str = "black", steps: int = 64,
             reduce: str = "sum") -> np.ndarray:
     """(rows, cols) float32 on the analysis's token grid (Swin: the stage-0 patch grid)."""
     attr, _ = attributions(analysis, target, contrast, baseline, steps)

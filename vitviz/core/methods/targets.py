@@ -31,31 +31,46 @@ def is_text(target) -> bool:
     return isinstance(target, str)
 
 
-def check_text_target(analysis, contrast) -> None:
-    """A prompt is a target of CLIP ViTs only, without a contrast class."""
+def check_text_target(analysis, target, contrast=-1) -> None:
+    """A prompt is a target of CLIP ViTs only; its contrast is another prompt (or none), never a class."""
     if analysis.family != "vit":
-        raise ValueError(f"a text target needs a CLIP model (a ViT), not a {analysis.family} model")
-    if contrast != -1:
-        raise ValueError("a text target takes no contrast class")
+        detr = analysis.family == "detr"
+        raise ValueError(f"a text target needs a CLIP model (a ViT), not a {'DETR' if detr else analysis.family} "
+                         f"model: its targets are {'object query indices' if detr else 'class indices'}")
+    if not is_text(target):
+        raise ValueError("a contrast prompt needs a prompt as the target (the score is the difference of "
+                         "two image-text similarities)")
+    if not is_text(contrast) and contrast != -1:
+        raise ValueError("a text target takes no contrast class: its contrast is a second prompt")
+    if is_text(contrast) and contrast.strip() == target.strip():
+        raise ValueError("the contrast prompt is the target itself: the contrast would be 0 everywhere")
+
+
+def takes_text(analysis) -> bool:
+    """True when `analysis` came from a CLIP model (its targets are prompts); no torch."""
+    from ..gradients import has_model, model_of
+
+    return analysis.family == "vit" and has_model(analysis) and model_of(analysis).spec.source == "clip"
 # --- end of text targets ------------------------------------------------------------------------
 
 
 TARGET = ClassOrText("target", -1, min=-1, label="Target",
                      help="class index (-1: the top-1 class); for DETR the detection's object query (-1: "
-                          "the most confident); for CLIP models a text prompt (relevance, gradient rollout)")
-CONTRAST = Param("contrast", -1, min=-1, label="Contrast",
-                 help="class subtracted from the target ('why target rather than this'); -1: none")
+                          "the most confident); for CLIP models a text prompt")
+CONTRAST = ClassOrText("contrast", -1, min=-1, label="Contrast",
+                       help="class subtracted from the target ('why target rather than this'); -1: none; for "
+                            "CLIP models a second prompt whose similarity is subtracted")
 
 
 def target_info(analysis, target: int = -1, contrast: int = -1):
     """The Target a gradient method explains for these parameters (its index, name, score)."""
     from ..gradients import class_target
 
-    if is_text(target):  # text target
+    if is_text(target) or is_text(contrast):  # text target
         from ..models.clip_text import text_target
 
-        check_text_target(analysis, contrast)
-        return text_target(analysis, target)
+        check_text_target(analysis, target, contrast)
+        return text_target(analysis, target, contrast)
     if analysis.family == "detr":
         from ..capture.grad_detr import detection_target
 
@@ -68,7 +83,10 @@ def target_text(analysis, method, params: dict) -> str:
     if not method.needs_grad or "target" not in params:
         return ""
     t = target_info(analysis, params["target"], params.get("contrast", -1))
-    what = "cosine" if is_text(params["target"]) else "score" if t.contrast >= 0 or t.cls >= 0 else "logit"
+    if is_text(params["target"]):
+        what = "cosine difference" if is_text(params.get("contrast")) else "cosine"
+    else:
+        what = "score" if t.contrast >= 0 or t.cls >= 0 else "logit"
     return f" · target: {t.label}, {what} {t.score:.3g}"
 
 

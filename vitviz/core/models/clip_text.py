@@ -20,19 +20,24 @@ _LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class TextTarget:
-    """A prompt as the target of a gradient method: its cosine similarity with the image."""
+    """A prompt as the target of a gradient method: its cosine similarity with the image, minus the
+    contrast prompt's when there is one ("why this prompt rather than that one")."""
 
     prompt: str
-    score: float  # cos(image embedding, text embedding)
+    score: float  # cos(image, prompt) [- cos(image, contrast_prompt)]
+    contrast_prompt: str = ""
     contrast: int = -1
     cls: int = -1
 
     @property
     def label(self) -> str:
-        return repr(self.prompt)
+        return repr(self.prompt) + (f" − {self.contrast_prompt!r}" if self.contrast_prompt else "")
 
     def to_json(self) -> dict:
-        return {"prompt": self.prompt, "cosine": self.score}
+        out = {"prompt": self.prompt, "cosine": self.score}
+        if self.contrast_prompt:
+            out["contrast_prompt"] = self.contrast_prompt
+        return out
 
 
 class TextTower:
@@ -128,24 +133,33 @@ def text_embedding(analysis, prompt: str) -> np.ndarray:
     return text_tower(model_of(analysis)).encode([prompt])[0]
 
 
+_IMAGE_ATTR = "_vitviz_clip_image_embedding"  # kept apart from the backward LRU: one small vector
+
+
 def image_embedding(analysis) -> np.ndarray:
     """The analysed image's (unit-norm) embedding, computed once per analysis."""
-    from ..gradients import cached_backward, model_of
+    from ..gradients import model_of
 
-    def compute():
+    e = getattr(analysis, _IMAGE_ATTR, None)
+    if e is None:
         import torch
 
         loaded = model_of(analysis)
         x = torch.from_numpy(np.ascontiguousarray(analysis.model_input)).unsqueeze(0).to(loaded.device)
         with torch.no_grad():
             e = loaded.module.image_embedding(x)[0].float()
-        return (e / e.norm()).cpu().numpy()
+        e = (e / e.norm()).cpu().numpy()
+        object.__setattr__(analysis, _IMAGE_ATTR, e)
+    return e
 
-    return cached_backward(analysis, ("clip-image-embedding",), compute)
 
-
-def text_target(analysis, prompt: str) -> TextTarget:
-    return TextTarget(prompt, float(image_embedding(analysis) @ text_embedding(analysis, prompt)))
+def text_target(analysis, prompt: str, contrast=-1) -> TextTarget:
+    """The target's score: cos(image, prompt), minus cos(image, contrast) for a contrast prompt. Cheap
+    once both are known (the gradient methods compute them in the worker before the GUI asks)."""
+    y = float(image_embedding(analysis) @ text_embedding(analysis, prompt))
+    if isinstance(contrast, str):
+        return TextTarget(prompt, y - float(image_embedding(analysis) @ text_embedding(analysis, contrast)), contrast)
+    return TextTarget(prompt, y)
 
 
 def prompt_maps(analysis, prompts, method: str = "relevance", **params) -> np.ndarray:

@@ -77,7 +77,9 @@ class ViTState(ViewState):
             query = "cls"
         params = dict(self.method_params)
         n = 0 if analysis.logits is None else len(analysis.logits)
+        from ..methods.targets import is_text, takes_text
+
         for k in ("target", "contrast"):  # a class the new model does not have: back to the default
-            if k in params and not -1 <= params[k] < n:
-                params[k] = -1
+            if k in params and (not takes_text(analysis) if is_text(params[k]) else not -1 <= params[k] < n):
+                params[k] = -1  # (a prompt is kept for the next CLIP image only)
         return self.replace(layer=layer, head=head, query=query, method_params=params)
