@@ -101,10 +101,10 @@ def test_non_vit_and_open_function(qtbot, analysis):
     assert open_analyses_window(host) is w and w.isVisible()
 
     class Other:
-        family = "detr"
+        family = "other"
 
     w.set_analysis(Other())
-    assert "for ViT and Swin models" in w.status.text() and len(w.scatter.points()) == 0
+    assert "for ViT, Swin and DETR models" in w.status.text() and len(w.scatter.points()) == 0
     with qtbot.waitSignal(w.resultsShown, timeout=30000):
         assert open_analyses_window(host, analysis) is w
     w.close()

@@ -8,6 +8,10 @@
     DINO masks          per head, the smallest set of patches holding `threshold` of the class
                         token's attention: all heads' contours over the model input, with a legend,
                         and each head's mask in a grid.
+    DETR queries        the DETR paper's Fig. 7: each query slot's box centres, coloured by box size.
+
+"Analyse folder..." (analyses_folder.FolderBar) runs the image-dependent analyses over a folder in a
+thread of its own; "Show" switches the plots between the image on screen and the folder's means.
 
 Everything is computed in a worker thread of the window; a result for a superseded request (a new
 analysis, another threshold) is dropped on arrival.
@@ -19,14 +23,18 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from ..core.analysis.dino_masks import mask_outline
+from .analyses_folder import FolderBar
+from .detr_queries_view import DetrQueriesView
 from .views.head_grid import HeadGridView, composite
 from .views.tile_plot import highlight_item, tile_plot
 
 pg.setConfigOptions(imageAxisOrder="row-major")  # as the image views: arrays are (rows, cols)
-FAMILIES = ("vit", "swin")  # what the analyses apply to (Swin: distance and entropy, per block)
+FAMILIES = ("vit", "swin", "detr")  # Swin: distance and entropy, per block; DETR: the query slots
 SPREAD = 0.5  # the heads of a layer spread over this width around the layer's x, so dots can be picked
 NORMS_TAB = 3  # token norms: a forward of their own, computed when the tab is shown
 FILTERS_TAB = 4
+DETR_TAB = 5
+IMAGE, FOLDER = 0, 1  # what the plots show: the image on screen, or the last folder run's means
 FILTERS_PER_ROW = 7  # the paper's 28 components as 4 rows of 7
 HIGH_NORM = 2.0  # patch tokens above this many times the layer's median patch norm are marked
 
@@ -80,12 +88,29 @@ class AnalysesWindow(QtWidgets.QWidget):
 
         self.status = QtWidgets.QLabel("Open an image with a ViT to see its analyses.")
         self.tabs = QtWidgets.QTabWidget()
+        self.folder = None  # the last folder run's FolderMeasures (for the model on screen)
+        self.source_box = QtWidgets.QComboBox()
+        self.source_box.addItems(["the image on screen", "a folder (none analysed)"])
+        self.source_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.source_box.setMinimumContentsLength(28)
+        self.source_box.setToolTip("What the distance / entropy scatter and the DETR slots show")
+        self.folder_bar = FolderBar()
+        self.folder_bar.finished.connect(self._on_folder_done)
         top = QtWidgets.QVBoxLayout(self)
         top.addWidget(self.tabs, 1)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(QtWidgets.QLabel("Show"))
+        row.addWidget(self.source_box)
+        row.addWidget(self.folder_bar, 1)
+        top.addLayout(row)
         top.addWidget(self.status)
         self._build_scatter_tab()
         self._build_position_tab()
         self._build_masks_tab()
+        self.detr_view = DetrQueriesView()
+        self.tabs.addTab(self.detr_view, "DETR queries")
+        self._set_folder(None)
+        self.source_box.currentIndexChanged.connect(self._on_source_change)
 
     # ------------------------------------------------------------------------------------ tabs
 
@@ -221,17 +246,30 @@ class AnalysesWindow(QtWidgets.QWidget):
     @QtCore.Slot(object)
     def set_analysis(self, analysis) -> None:
         """Show the analyses of `analysis` (a ViTAnalysis; other families say what applies)."""
+        from ..core.analysis.over_images import FOLDER_ANALYSES
+
         self.analysis = analysis
         family = getattr(analysis, "family", None)
         self.results = {}
+        if self.folder is not None and (self.folder.model_name, self.folder.weights) != \
+                (getattr(analysis, "model_name", None), getattr(analysis, "weights", None)):
+            self._set_folder(None)  # another model: its folder means do not describe this one
+        self.folder_bar.set_analysis(analysis, FOLDER_ANALYSES.get(family, ()))
+        self.tabs.setTabEnabled(0, family in ("vit", "swin"))
         for i in (1, 2, NORMS_TAB, FILTERS_TAB):  # ViT only
             self.tabs.setTabEnabled(i, family == "vit")
+        self.tabs.setTabEnabled(DETR_TAB, family == "detr")
+        if family == "detr":
+            self.tabs.setCurrentIndex(DETR_TAB)
+        elif self.tabs.currentIndex() == DETR_TAB:
+            self.tabs.setCurrentIndex(0)
         if family not in FAMILIES:
             self._rid += 1
             self.results = {}
-            self.status.setText(f"These analyses are for ViT and Swin models; the analysis on screen is "
+            self.status.setText(f"These analyses are for ViT, Swin and DETR models; the analysis on screen is "
                                 f"{family or 'none'}.")
             self.scatter.clear()
+            self.detr_view.clear()
             return
         if family == "vit":
             for spin in (self.mask_layer, self.norm_layer):
@@ -245,7 +283,8 @@ class AnalysesWindow(QtWidgets.QWidget):
         if family not in FAMILIES:
             return
         self._rid += 1
-        requests = [("attention_distance", {}), ("attention_entropy", {})]
+        requests = [("attention_distance", {}), ("attention_entropy", {})] if family != "detr" else \
+            [("query_boxes", {})]
         if family == "vit":
             requests += [("position_similarity", {}),
                          ("dino_masks", {"threshold": round(self.threshold.value(), 4),
@@ -260,8 +299,10 @@ class AnalysesWindow(QtWidgets.QWidget):
         self._pool.start(task)
 
     def shutdown(self) -> None:
-        """Drop pending requests and wait for the running one (closing the window does it)."""
+        """Drop pending requests and wait for the running one, cancel a folder run and wait for it
+        (closing the window does it)."""
         self._drop_pending()
+        self.folder_bar.shutdown()
         self._pool.waitForDone()
 
     def _drop_pending(self) -> None:
@@ -283,12 +324,15 @@ class AnalysesWindow(QtWidgets.QWidget):
         self._draw_masks()
         self._draw_norms()
         self._draw_filters()
+        self._draw_queries()
         a = self.analysis
         errors = [f"{k}: {v}" for k, v in results.items()
                   if isinstance(v, str) and k != "patch_filters"]  # a conv stem has none: its tab says so
         if a.family == "vit":
             what = (f"{a.num_layers} layers x {a.num_heads} heads, {a.grid.rows}x{a.grid.cols} patches, "
                     f"{a.num_prefix_tokens} prefix token(s)")
+        elif a.family == "detr":
+            what = f"{len(a.boxes)} query slots"
         else:
             what = f"{len(a.blocks)} blocks over {a.num_stages} stages, distances inside the windows"
         self.status.setText(f"{a.model_name} ({a.weights}), {what}" + ("; " + "; ".join(errors) if errors else ""))
@@ -300,7 +344,47 @@ class AnalysesWindow(QtWidgets.QWidget):
         name = "attention_entropy" if self.entropy_box.isChecked() else "attention_distance"
         v = self.results.get(name)
         label = "attention entropy (nats)" if name == "attention_entropy" else "mean attention distance (input px)"
+        if self.showing_folder:
+            v = self.folder.means.get(name)
+            label += f", {len(self.folder.sources)} images"
         return (v if isinstance(v, np.ndarray) else None), label
+
+    # ----------------------------------------------------------------------------- folder runs
+
+    @property
+    def showing_folder(self) -> bool:
+        return self.folder is not None and self.source_box.currentIndex() == FOLDER
+
+    def _set_folder(self, res) -> None:
+        self.folder = res if res is not None and res.sources else None
+        item = self.source_box.model().item(FOLDER)
+        item.setEnabled(self.folder is not None)
+        item.setText(f"the folder ({len(self.folder.sources)} images)" if self.folder else "a folder (none analysed)")
+        self.source_box.setCurrentIndex(FOLDER if self.folder is not None else IMAGE)
+
+    @QtCore.Slot(object)
+    def _on_folder_done(self, res) -> None:
+        """A folder run ended (finished or cancelled): show its means, if any image was read."""
+        self._set_folder(res)
+        self._on_source_change()
+
+    def _on_source_change(self, *_):
+        self._draw_scatter()
+        self._draw_queries()
+
+    def _draw_queries(self) -> None:
+        from ..core.analysis.detr_queries import QuerySpecialisation, specialisation
+
+        if getattr(self.analysis, "family", None) != "detr":
+            return
+        if self.showing_folder and "query_boxes" in self.folder.per_image:
+            self.detr_view.set_specialisation(specialisation(self.folder), f"over {len(self.folder.sources)} "
+                                              "images of the folder")
+            return
+        boxes = self.results.get("query_boxes")
+        if isinstance(boxes, np.ndarray):
+            self.detr_view.set_specialisation(QuerySpecialisation(boxes[None], ["the image on screen"], 0.7),
+                                              "on the image on screen")
 
     def dot_positions(self) -> list[tuple[float, float, int, int]]:
         """(x, y, layer, head) of every dot, as drawn."""

@@ -57,3 +57,59 @@ class QuerySpecialisation:
 def specialisation(folder, threshold: float = 0.7) -> QuerySpecialisation:
     """From measure_many(..., ["query_boxes"]): every image's slots side by side."""
     return QuerySpecialisation(np.asarray(folder.per_image["query_boxes"]), list(folder.sources), threshold)
+
+
+# the DETR paper's colours (Fig. 7): green small boxes, red large horizontal, blue large vertical
+SIZE_COLOURS = {"small": (60, 200, 80), "horizontal": (235, 60, 50), "vertical": (60, 120, 255)}
+TILE_GAP = 0.15  # between the slots' unit squares, in units of the square
+
+
+def from_analysis(analysis, threshold: float = 0.7, source: str = "the image on screen") -> QuerySpecialisation:
+    """The specialisation of one analysed image (each slot's one box)."""
+    return QuerySpecialisation(query_boxes(analysis)[None], [source], threshold)
+
+
+def grid_columns(num_queries: int) -> int:
+    """Slots per row of the tile grid: about square (100 queries: 10 x 10)."""
+    return max(1, int(np.ceil(np.sqrt(num_queries))))
+
+
+def tile_origin(query: int, columns: int, gap: float = TILE_GAP) -> tuple[float, float]:
+    """Top-left corner (x, y) of slot `query`'s unit square in the grid (row-major, y downward)."""
+    r, c = divmod(query, columns)
+    return c * (1 + gap), r * (1 + gap)
+
+
+def tile_at(x: float, y: float, num_queries: int, columns: int, gap: float = TILE_GAP) -> int | None:
+    """The slot whose unit square holds grid point (x, y), or None (a gap, or outside)."""
+    if x < 0 or y < 0:
+        return None
+    c, fx = divmod(x, 1 + gap)
+    r, fy = divmod(y, 1 + gap)
+    q = int(r) * columns + int(c)
+    if fx > 1 or fy > 1 or c >= columns or q >= num_queries:
+        return None
+    return q
+
+
+def scatter_points(spec: QuerySpecialisation, columns: int | None = None, gap: float = TILE_GAP) -> dict:
+    """Every box of every image as a point in its slot's unit square: {"x", "y" (grid coordinates,
+    y downward like the image), "query", "image" (int arrays), "size" (size class per point)}."""
+    columns = columns or grid_columns(spec.num_queries)
+    n_img, n_q = spec.boxes.shape[:2]
+    q = np.tile(np.arange(n_q), n_img)
+    img = np.repeat(np.arange(n_img), n_q)
+    b = spec.boxes.reshape(-1, spec.boxes.shape[-1])
+    ox = (q % columns) * (1 + gap)
+    oy = (q // columns) * (1 + gap)
+    return {"x": ox + np.clip(b[:, 0], 0, 1), "y": oy + np.clip(b[:, 1], 0, 1), "query": q, "image": img,
+            "size": size_class(b)}
+
+
+def summary(spec: QuerySpecialisation, query: int) -> str:
+    """One line about slot `query`: its boxes by size class and how often it fired."""
+    c = {k: int(v[query]) for k, v in spec.counts().items()}
+    fired = len(spec.fired(query))
+    return (f"slot {query}: {c['small']} small, {c['horizontal']} large horizontal, {c['vertical']} large "
+            f"vertical box(es) over {spec.boxes.shape[0]} image(s); fired (score > {spec.threshold:g}) "
+            f"on {fired}")

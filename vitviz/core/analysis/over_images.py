@@ -64,3 +64,43 @@ def measure_many(images, names, model=None, weights=None, *, params: dict | None
     out.cancelled = cancel is not None and cancel.is_set()
     out.means = {k: s / len(out.sources) for k, s in sums.items()}
     return out
+
+
+# what a folder run of the analyses window computes per family: the analyses whose value depends on
+# the image and has a mean (the position embedding and the filters are the model's, the same for all)
+FOLDER_ANALYSES = {"vit": ("attention_distance", "attention_entropy"),
+                   "swin": ("attention_distance", "attention_entropy"),
+                   "detr": ("query_boxes",)}
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs",
+               "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called",
+               "_backward_hooks", "_backward_pre_hooks")
+
+
+def private_model(loaded):
+    """A LoadedModel whose module objects are its own but whose parameters and buffers are the same
+    tensors as `loaded`'s (no second copy of the weights; eval mode never writes them).
+
+    Capture registers hooks on the model's modules for the length of a forward: two threads running
+    the same modules (the GUI worker on the image on screen, a folder run beside it) would each
+    record the other's attention. A folder run on this copy cannot. The copy is made without the
+    hooks in place on the original at the time (a forward running elsewhere keeps its own)."""
+    import copy
+    import dataclasses
+    import itertools
+    from collections import OrderedDict
+
+    module = loaded.module
+    for attempt in range(5):  # the other thread adds or removes hooks while we copy: try again
+        memo = {id(t): t for t in itertools.chain(module.parameters(), module.buffers())}
+        try:
+            clone = copy.deepcopy(module, memo)
+            break
+        except RuntimeError:  # "dictionary changed size during iteration"
+            if attempt == 4:
+                raise
+    for m in clone.modules():
+        for name in _HOOK_DICTS:
+            if hasattr(m, name):
+                setattr(m, name, OrderedDict())
+    return dataclasses.replace(loaded, module=clone)
