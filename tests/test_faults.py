@@ -1,18 +1,28 @@
 """Faults injected on purpose, as a user meets them: an exception in a slot, a damaged settings file,
-an export that cannot be written, the worker raising in the middle of a run, a checkpoint deleted
-while it loads. Each checks what the user sees and that the session goes on. Faults other tests cover
-already are not repeated here: a model switch mid-run (test_gui_models), an image switch mid-run
-(test_gui_vit::test_superseded_results_are_dropped), a checkpoint that fails to load
-(test_gui_vit::test_bad_checkpoint_restores_model_and_weights), ENOSPC in the writer itself
-(test_export)."""
+an export that cannot be written (read-only, full, the folder removed mid-write), the worker raising
+in the middle of a run, a checkpoint deleted while it loads, a damaged file in the weights cache, a
+download cut off mid-way. Each checks what the user sees and that the session goes on. Faults other
+tests cover already are not repeated here: a model switch mid-run
+(test_gui_models::test_switching_mid_run_supersedes_the_run), an image switch mid-run
+(test_gui_vit::test_superseded_results_are_dropped), cancel during a download
+(test_gui_models::test_cancel_leaves_no_file_and_keeps_the_analysis) and during a folder run
+(test_stats_run::test_cancelled_run_keeps_rows_and_resumes, test_batch::test_cancel_and_progress), a
+checkpoint that fails to load (test_gui_vit::test_bad_checkpoint_restores_model_and_weights), ENOSPC
+in the writer itself (test_export)."""
 from __future__ import annotations
 
 import errno
+import functools
+import hashlib
+import http.server
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -185,6 +195,55 @@ def test_export_that_cannot_be_written_says_why_leaves_nothing_and_keeps_the_fig
     assert ok == str(tmp_path / "f.png")  # the next export elsewhere works
 
 
+@pytest.mark.parametrize("when", ["while the figure is written", "between the figure and its sidecar"])
+def test_export_folder_removed_mid_write_says_why_and_keeps_the_figure(qtbot, tmp_path, image_file,
+                                                                      monkeypatch, when):
+    """The folder (a USB stick pulled, a sync client) disappears in the middle of an export."""
+    from vitviz.gui import export_request
+    from vitviz.gui.export_dialog import ExportDialog, export_from_dialog
+
+    win = make_window(qtbot, tmp_path)
+    a = open_and_wait(qtbot, win, image_file)
+    panel = win.panels["vit"]
+    before = panel.main_view.grab().toImage()
+    folder = tmp_path / "stick"
+    folder.mkdir()
+    target = folder / "fig.png"
+    os_mod = export_request.os
+    real_fsync, real_replace = os_mod.fsync, os_mod.replace
+    calls = []
+
+    class PatchedOs:  # export_request's view of os: the folder goes away at the chosen moment
+        def __getattr__(self, name):
+            return getattr(os_mod, name)
+
+        @staticmethod
+        def fsync(fd):
+            real_fsync(fd)
+            if when == "while the figure is written" and not calls:
+                calls.append("fsync")
+                shutil.rmtree(folder)
+
+        @staticmethod
+        def replace(src, dst):
+            real_replace(src, dst)
+            calls.append(os.path.basename(dst))
+            if when == "between the figure and its sidecar" and len(calls) == 1:
+                shutil.rmtree(folder)
+
+    monkeypatch.setattr(export_request, "os", PatchedOs())
+    dlg = ExportDialog(panel.export_sources(), "view", str(target), win)
+    qtbot.addWidget(dlg)
+    assert export_from_dialog(win, dlg) is None
+    assert f"Cannot write {folder}" in win.last_error and "No such file or directory" in win.last_error
+    assert not folder.exists() or os.listdir(folder) == []  # no partial figure, no temporary
+    assert win.analysis is a and panel.main_view.grab().toImage() == before  # the figure is still there
+    monkeypatch.setattr(export_request, "os", os_mod)
+    folder.mkdir(exist_ok=True)  # the stick is back: the same export works
+    assert export_from_dialog(win, ExportDialog(panel.export_sources(), "view", str(target), win)) == str(target)
+    assert sorted(os.listdir(folder)) == ["fig.png", "fig.png.json"]
+
+
 # -- the worker raising in the middle of a run ---------------------------------------------------
 def test_worker_raising_mid_run_reports_keeps_the_result_and_the_next_run_works(qtbot, tmp_path, image_file,
                                                                               monkeypatch):
@@ -272,3 +331,200 @@ def test_report_dialog_is_copyable_and_collects_later_reports(qtbot, tmp_path, m
     text = QtWidgets.QApplication.clipboard().text()
     assert "ValueError: first" in text and "KeyError: 'second'" in text and text.count("platform: ") == 2
     assert (tmp_path / "crash.log").read_text().count("uncaught") == 2
+
+
+# -- the weights cache and downloads (served from 127.0.0.1; nothing leaves the machine) -------------
+ORIGIN = "https://weights.example.invalid/vitviz"  # never contacted: VITVIZ_WEIGHTS_BASE_URL replaces it
+
+
+@functools.lru_cache(maxsize=None)
+def _checkpoint() -> tuple[str, bytes]:
+    """(file name with its sha256 prefix, as torch.hub names files; bytes) of a tiny ViT state dict."""
+    import torch
+
+    from tests.helpers import build_tiny_vit
+
+    torch.manual_seed(17)
+    buf = io.BytesIO()
+    torch.save(build_tiny_vit().state_dict(), buf)
+    data = buf.getvalue()
+    return f"fault_tiny-{hashlib.sha256(data).hexdigest()[:8]}.pth", data
+
+
+@functools.lru_cache(maxsize=None)
+def _spec():
+    from vitviz.core.models.registry import ModelSpec, Preprocess, register
+
+    spec = ModelSpec("test_fault_vit", "vit", "Tiny ViT with published weights (fault tests)",
+                     "tests.helpers:build_tiny_vit", Preprocess("center_crop", 64, resize=72),
+                     weights=f"{ORIGIN}/{_checkpoint()[0]}", classes="none", group="Tests")
+    register(spec)
+    return spec
+
+
+class _Server:
+    """Serves the tiny checkpoint; the first `cuts` requests promise all of it and hang up half-way."""
+
+    def __init__(self, cuts: int = 0):
+        self.requests: list[str] = []
+        self.cuts = cuts
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests.append(self.path)
+                name, data = _checkpoint()
+                if not self.path.endswith(name):
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if len(server.requests) <= server.cuts:
+                    self.wfile.write(data[: len(data) // 2])  # then the connection drops
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(data)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty torch hub cache; downloads come from a local server (set up by `serve`)."""
+    from vitviz.core.models import weights as wts
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.delenv("VITVIZ_DOWNLOAD", raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    _spec()
+    folder = wts.hub_checkpoint_dir()
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture
+def serve(monkeypatch):
+    servers = []
+
+    def start(cuts: int = 0) -> _Server:
+        servers.append(_Server(cuts))
+        monkeypatch.setenv("VITVIZ_WEIGHTS_BASE_URL", servers[-1].base)
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def _damage(data: bytes, how: str) -> bytes:
+    if how == "cut off":
+        return data[: len(data) * 2 // 3]
+    mid = len(data) // 2  # one byte flipped in the middle: still a readable zip, wrong weights
+    return data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1:]
+
+
+@pytest.fixture
+def torch_loads(monkeypatch):
+    """The paths torch.load is asked to read."""
+    import torch
+
+    seen: list[str] = []
+    real = torch.load
+
+    def load(f, *args, **kwargs):
+        seen.append(os.path.basename(str(f)))
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load)
+    return seen
+
+
+@pytest.mark.parametrize("how", ["one byte changed", "cut off"])
+def test_damaged_cache_file_is_refused_never_loaded_and_downloaded_again(hub, serve, torch_loads, how):
+    from vitviz.core.models.cache_check import DamagedCacheFileError
+    from vitviz.core.models.loading import load_model
+
+    name, data = _checkpoint()
+    (hub / name).write_bytes(_damage(data, how))
+    with pytest.raises(DamagedCacheFileError) as info:
+        load_model("test_fault_vit", "pretrained")
+    msg = str(info.value)
+    assert f"The cached weights file {hub / name} is damaged" in msg and "It was not loaded" in msg
+    assert f"moved aside to {hub / (name + '.damaged')}" in msg and "answer Download" in msg
+    assert f"{ORIGIN}/{name}" in msg  # where a good copy comes from, to fetch by hand
+    assert torch_loads == []  # never unpickled
+    assert sorted(p.name for p in hub.iterdir()) == [name + ".damaged"]
+    from vitviz.core.models import weights as wts
+
+    assert wts.weights_state(_spec()) == "downloadable"  # so the window offers the download again
+    server = serve()
+    loaded = load_model("test_fault_vit", "pretrained", download=True)
+    assert loaded.trained and (hub / name).read_bytes() == data and server.requests == [f"/{name}"]
+    assert torch_loads == [name]
+    again = load_model("test_fault_vit", "pretrained")  # verified as it came in; a good copy loads
+    assert again.trained
+
+
+def test_damaged_cache_file_in_the_window_keeps_the_result_and_offers_the_download(
+        qtbot, tmp_path, image_file, hub, serve, torch_loads):
+    name, data = _checkpoint()
+    (hub / name).write_bytes(_damage(data, "one byte changed"))
+    server = serve()
+    win = make_window(qtbot, tmp_path)
+    a = open_and_wait(qtbot, win, image_file)
+    assert win.picker.state_of("test_fault_vit") == "cached"
+    with qtbot.waitSignal(win.runner.errorRaised, timeout=60000):
+        win.set_model("test_fault_vit", "pretrained")
+    assert f"The cached weights file {hub / name} is damaged" in win.last_error
+    assert "The previous result is still shown" in win.last_error
+    assert win.statusBar().currentMessage().startswith("The cached weights file")
+    assert win.analysis is a and (win.model, win.weights) == ("test_tiny_vit", "random")
+    assert torch_loads == [] and server.requests == []
+    assert win.picker.state_of("test_fault_vit") == "downloadable"  # offered again
+    # choosing it again asks to download (the test answers "download"): a good copy, trained maps
+    win.downloads.auto_answer = "download"
+    with qtbot.waitSignal(win.downloads.finished, timeout=30000) as fin:
+        win.set_model("test_fault_vit", "pretrained")
+    assert fin.args == ["test_fault_vit", "downloaded"]
+    with qtbot.waitSignal(win.analysisShown, timeout=60000) as got:
+        pass
+    assert got.args[0].model_name == "test_fault_vit" and got.args[0].trained
+    assert (hub / name).read_bytes() == data and server.requests == [f"/{name}"]
+
+
+def test_download_cut_off_mid_way_leaves_nothing_and_the_retry_starts_afresh(qtbot, tmp_path, image_file,
+                                                                            hub, serve, torch_loads):
+    name, data = _checkpoint()
+    server = serve(cuts=1)
+    win = make_window(qtbot, tmp_path)
+    a = open_and_wait(qtbot, win, image_file)
+    win.downloads.auto_answer = "download"
+    with qtbot.waitSignal(win.downloads.finished, timeout=30000) as fin:
+        win.set_model("test_fault_vit", "pretrained")
+    assert fin.args == ["test_fault_vit", "failed"]
+    msg = win.last_error
+    assert f"Could not download {name}" in msg and f"of {len(data)} bytes" in msg or "connection broke" in msg, msg
+    assert "vitviz goes on with what it had" in msg and str(hub / name) in msg  # where to put a copy by hand
+    assert list(hub.iterdir()) == []  # no truncated file, no temporary: nothing that could be loaded
+    assert win.analysis is a and (win.model, win.weights) == ("test_tiny_vit", "random")
+    assert torch_loads == [] and not win.downloads.status.isVisible()
+    # the retry fetches the whole file from the start and the model runs trained
+    with qtbot.waitSignal(win.downloads.finished, timeout=30000) as fin:
+        win.set_model("test_fault_vit", "pretrained")
+    assert fin.args == ["test_fault_vit", "downloaded"]
+    with qtbot.waitSignal(win.analysisShown, timeout=60000) as got:
+        pass
+    assert got.args[0].trained and (hub / name).read_bytes() == data
+    assert server.requests == [f"/{name}"] * 2 and [p.name for p in hub.iterdir()] == [name]

@@ -362,6 +362,9 @@ class MainWindow(QtWidgets.QMainWindow):
     @QtCore.Slot(str)
     def _on_error(self, message: str) -> None:
         self._error_dialog("Analysis failed", message + "\n\nThe previous result is still shown.")
+        if self._submitted_setup and self._submitted_setup[1] == "pretrained":
+            # e.g. a damaged cached file was moved aside: the picker offers the download again
+            self.picker.refresh_states(background=False)
         self.restore_shown_setup()  # the model/weights that failed are not kept as current
         self._update_info(self.analysis)
 

@@ -87,6 +87,10 @@ def download_file(url: str, folder: str | os.PathLike | None = None, *,
                 + manual_instructions(url, folder))
         dest = folder / name
         os.replace(tmp, dest)  # atomic on one file system: readers never see a partial file
+        if expected:
+            from .cache_check import remember_verified
+
+            remember_verified(dest, digest)  # checked as it came in: not hashed again to load it
         return dest
     finally:
         tmp.unlink(missing_ok=True)

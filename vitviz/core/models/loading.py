@@ -174,6 +174,9 @@ def _pretrained_state(spec: ModelSpec, download, notes: list[str]):
                      f"({wts.hub_checkpoint_dir()}); running UNTRAINED random weights. "
                      + manual_instructions(url, wts.hub_checkpoint_dir()))
         return None, None, spec.preprocess
+    from .cache_check import verify_cached_weights
+
+    verify_cached_weights(path, url)  # a damaged copy is refused before it is unpickled
     return read_state_dict(path), spec.label, spec.pretrained_preprocess or spec.preprocess
 
 
