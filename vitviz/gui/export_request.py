@@ -183,7 +183,10 @@ def write_files_atomic(files: list[tuple[str, bytes]]) -> None:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         for path in placed:
-            os.unlink(path)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:  # the folder went away mid-write (a pulled stick): nothing left
+                pass
         if not isinstance(exc, OSError):
             raise
         raise ExportError(f"Cannot write {current}: {_reason(exc)}") from None
