@@ -62,3 +62,21 @@ def test_method_view_follows_layer_and_head_when_the_method_is_attention(qapp, t
     finally:
         soak.win.close()
         soak.win.deleteLater()
+
+
+@pytest.mark.slow
+def test_counted_soak_sends_exactly_the_counts_and_leaves_nothing_behind(qapp, tmp_path):
+    """The issue's soak in small: exact counts of switches (a random-weights Swin-T among the
+    models), then no Qt object, top-level widget or thread of the window left, the worker idle."""
+    from vitviz.bench.soak import FULL_MODELS, UI_KINDS
+
+    res = run_soak(seed=11, workdir=tmp_path, images=3, models=FULL_MODELS,
+                   counts={"image": 8, "model": 4, "ui": 40})
+    s = res.summary()
+    print(s)
+    assert res.events == 52 and res.counts["image"] == 8 and res.counts["model"] == 4
+    assert sum(res.counts.get(k, 0) for k in UI_KINDS) == 40
+    assert res.exceptions == [] and res.stale == [] and res.warnings == []
+    assert res.threads_left == [] and res.qthreads_left == [] and res.toplevel_left == []
+    assert res.qobjects_left == {}, res.qobjects_left
+    assert res.worker_pending is not None and res.worker_pending < 1.0  # its queue was empty
