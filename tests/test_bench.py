@@ -117,3 +117,43 @@ def test_vitviz_bench_quick_every_row(tmp_path):
             assert r["value"] is not None, r  # the ViTs are torchvision's: always available
         elif r["value"] is None:  # Swin / DETR rows may only be missing for a stated reason
             assert r["note"].startswith(("not available", "failed")), r
+
+
+# -- many images: the batch group, and the opt-in ray group -------------------------------------
+def test_batch_group_rows_batched_against_one_at_a_time(small_models, tmp_path, capsys):
+    from vitviz.bench import batch
+
+    out = tmp_path / "batch.json"
+    assert cli.main(["--only", "batch", "--quick", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    check_rows(rows, cli.expected_metrics(["batch"]))
+    assert "batch" in cli.GROUPS and [m for m, _, _ in batch.metrics()] == [r["metric"] for r in rows]
+    by = {r["metric"]: r for r in rows}
+    for label in ("demo ViT", "Tiny ViT"):  # the second model follows the rollout group's (patched)
+        rate = {bs: by[f"Many images, {label}: images/s, analyze_many batch {bs}"] for bs in (1, 8, 32)}
+        one = by[f"Many images, {label}: images/s, analyze() one image at a time"]
+        ratio = by[f"Many images, {label}: analyze_many batch 32 / batch 1 images/s"]
+        assert all(r["value"] > 0 and r["unit"] == "img/s" for r in [*rate.values(), one])
+        assert ratio["goal"] == ">= 1.5" and ratio["unit"] == "x"
+        assert ratio["value"] == pytest.approx(rate[32]["value"] / rate[1]["value"], rel=1e-9)
+    rss = by["Many images, demo ViT: RSS growth after the first batch, keep=stats"]
+    assert rss["goal"] == "<= 100" and rss["unit"] == "MiB" and "100 generated" in rss["note"]
+    assert "analyze_many batch 32 / batch 1" in capsys.readouterr().out
+
+
+def test_ray_group_is_opt_in_and_says_how_to_install(monkeypatch, tmp_path):
+    import vitviz.core.engines.ray as ray_engine
+    from vitviz.bench.context import BenchContext
+
+    assert "ray" not in cli.GROUPS and "ray" in cli.OPTIONAL_GROUPS
+    assert not any("Ray" in m for m in cli.expected_metrics())  # not in the default run
+    names = cli.expected_metrics(["ray"])
+    assert len(names) == 4 and any("Ray engine / local engine" in n for n in names)
+
+    def no_ray():
+        raise RuntimeError(ray_engine.INSTALL_HINT)
+
+    monkeypatch.setattr(ray_engine, "import_ray", no_ray)
+    rows = cli.run_group("ray", BenchContext(quick=True, workdir=tmp_path))
+    check_rows([r.as_dict() for r in rows], names)
+    assert all(r.value is None and "pip install 'vitviz[ray]'" in r.note for r in rows)

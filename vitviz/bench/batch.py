@@ -1,13 +1,20 @@
-"""Many-image rows: analyze_many throughput per batch size, resident memory over a long run with
-`keep` of statistics only, and the Ray engine against the local one.
+"""Many-image rows: analyze_many throughput per batch size against analyze() one image at a time,
+resident memory over a long run with `keep` of statistics only, and the Ray engine against the
+local one.
 
-    python -m vitviz.bench.batch [--quick] [--json FILE] [--device cuda]
+    vitviz bench --only batch            the `batch` group: throughput and memory rows
+    vitviz bench --only ray              the `ray` group (opt-in: needs `vitviz[ray]`, starts a Ray)
+    python -m vitviz.bench.batch [--quick] [--json FILE] [--device cuda] [--no-ray]
 
 Throughput: in-memory 320x240 uint8 images (decode is not counted; preprocessing, the captured
-forward and the reducer are), keep="predictions", one warm-up batch first, best of `repeats` runs.
-Memory: current RSS (not the peak) after the first batch and its maximum over the run, in this
-process. Ray: `run_stats` over a folder of PNGs on a local Ray, Ray started beforehand (its start-up
-is reported apart), against the local engine on the same folder.
+forward and the reducer are), keep="predictions", one warm-up batch first; the batch sizes are
+measured in alternating rounds and each rate is images / the median round time. Memory: current
+RSS (not the peak) after the first batch and its maximum over the run, in this process. Ray:
+`run_stats` over a folder of PNGs on a local Ray, Ray started beforehand (its start-up is reported
+apart), against the local engine on the same folder.
+
+The second model is the rollout group's first (vitviz.bench.rollout.MODELS: ViT-B/16), read when
+the group runs, so a test that swaps those models swaps this one too.
 """
 from __future__ import annotations
 
@@ -20,6 +27,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+BATCH_SIZES = (1, 8, 32)
+GOAL_RATIO = ">= 1.5"
+GOAL_RSS = "<= 100"
+RSS_BATCH = 16
+DEMO = ("demo ViT", "demo_vit", "pretrained")
 
 
 def _images(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -101,41 +114,132 @@ def ray_vs_local(model: str, weights: str, n: int, batch_size: int = 16, num_cpu
             "ray_s": remote, "ray_img_s": n / remote}
 
 
+def measured_rates(loaded, sizes: dict[int, int], single: int, rounds: int, warm_up: int = 8) -> dict:
+    """Images/s of analyze_many at each batch size (sizes: batch size -> images per round) and of
+    analyze() one image at a time (`single` images per round), over `rounds` rounds whose order
+    rotates, so drift on a shared machine hits every setting alike; each rate is images / the
+    median round time. The results are dropped as they arrive (keep="predictions")."""
+    from vitviz.core.api import analyze
+    from vitviz.core.batch import analyze_many
+
+    from .metrics import median
+
+    imgs = _images(max([single, *sizes.values()]))
+    # warm-up (first-call allocations, thread pools): a batch of `warm_up` images and one analyze()
+    for _ in analyze_many(imgs[:warm_up], model=loaded, batch_size=warm_up, keep="predictions", workers=0):
+        pass
+    analyze(imgs[0], model=loaded)
+
+    def many(bs: int) -> float:
+        t0 = time.perf_counter()
+        for _ in analyze_many(imgs[:sizes[bs]], model=loaded, batch_size=bs, keep="predictions", workers=0):
+            pass
+        return time.perf_counter() - t0
+
+    def one() -> float:
+        t0 = time.perf_counter()
+        for img in imgs[:single]:
+            analyze(img, model=loaded)
+        return time.perf_counter() - t0
+
+    runs: dict = {k: [] for k in [*sizes, "one"]}
+    keys = list(runs)
+    for r in range(rounds):
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+            runs[k].append(one() if k == "one" else many(k))
+    return {k: ((single if k == "one" else sizes[k]) / median(v)) for k, v in runs.items()}
+
+
+def _models() -> list[tuple[str, str, str]]:
+    from . import rollout
+
+    label, name, _ = rollout.MODELS[0]
+    return [DEMO, (label, name, "random")]
+
+
+def rate_metric(label: str, what: str) -> str:
+    return f"Many images, {label}: images/s, {what}"
+
+
+def ratio_metric(label: str) -> str:
+    return f"Many images, {label}: analyze_many batch 32 / batch 1 images/s"
+
+
+RSS_METRIC = f"Many images, {DEMO[0]}: RSS growth after the first batch, keep=stats"
+
+
+def metrics() -> list[tuple[str, str, str | None]]:
+    """(metric, unit, goal) of every row of the `batch` group, in order."""
+    rows: list = []
+    for label, _, _ in _models():
+        rows.append((rate_metric(label, "analyze() one image at a time"), "img/s", None))
+        rows += [(rate_metric(label, f"analyze_many batch {bs}"), "img/s", None) for bs in BATCH_SIZES]
+        rows.append((ratio_metric(label), "x", GOAL_RATIO))
+    return rows + [(RSS_METRIC, "MiB", GOAL_RSS)]
+
+
+def run(ctx) -> list:
+    """The `batch` group's rows (vitviz bench --only batch)."""
+    from vitviz.core.api import get_model
+
+    from .metrics import Row, missing
+
+    rows: list = []
+    for label, name, weights in _models():
+        big = name != DEMO[1]
+        # images per round: a whole batch at least; --quick: one round, a small warm-up
+        per = {1: 4, 8: 8, 32: 32} if ctx.quick else ({1: 16, 8: 32, 32: 32} if big else {1: 96, 8: 96, 32: 96})
+        single = per[1]
+        rounds = 1 if ctx.quick else (2 if big else 3)
+        try:
+            loaded = get_model(name, weights, ctx.device)
+            r = measured_rates(loaded, per, single, rounds, warm_up=2 if ctx.quick else 8)
+        except Exception as exc:
+            why = f"failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            rows += [missing(m, u, g, why) for m, u, g in metrics() if f", {label}:" in m and m != RSS_METRIC]
+            continue
+        how = (f"{name}, {weights} weights, {ctx.device}, 320x240 uint8 arrays in memory (no decoding), "
+               f"keep=predictions; median of {rounds} rotating round(s)")
+        rows.append(Row(rate_metric(label, "analyze() one image at a time"), r["one"], "img/s", None,
+                        note=f"{how}, {single} images per round: the one-image path, for comparison"))
+        for bs in BATCH_SIZES:
+            rows.append(Row(rate_metric(label, f"analyze_many batch {bs}"), r[bs], "img/s", None,
+                            note=f"{how}, {per[bs]} images per round, DataLoader in this process"))
+        rows.append(Row(ratio_metric(label), r[32] / r[1], "x", GOAL_RATIO, note=(
+            f"{r[32]:.1f} / {r[1]:.1f} images/s; analyze_many batch 32 / analyze() one at a time "
+            f"{r[32] / r['one']:.2f}x. On a CPU whose cores a batch of 1 already fills, batching has little to "
+            "win; on a GPU it is where throughput comes from")))
+    n = 100 if ctx.quick else 500
+    try:
+        m = rss_growth(DEMO[1], DEMO[2], n, batch_size=RSS_BATCH, device=ctx.device)
+    except Exception as exc:
+        rows.append(missing(RSS_METRIC, "MiB", GOAL_RSS, f"failed: {type(exc).__name__}: {exc}".splitlines()[0]))
+    else:
+        rows.append(Row(RSS_METRIC, m["growth_mib"], "MiB", GOAL_RSS, note=(
+            f"{m['images']} generated 240x320 images (a generator: never all in memory) in batches of {RSS_BATCH}, "
+            f"keep=stats, in this process: current RSS {m['rss_first_batch_mib']:.0f} MiB after the first batch, "
+            f"at most {m['rss_max_mib']:.0f} MiB after any later one")))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The `batch` group's rows, then the `ray` group's (unless --no-ray), as `vitviz bench` prints them."""
+    from .context import BenchContext
+    from .metrics import format_table
+
     p = argparse.ArgumentParser(prog="python -m vitviz.bench.batch", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="few images (CI)")
-    p.add_argument("--json", help="write the numbers to this file")
+    p.add_argument("--json", help="write the rows to this file")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-ray", action="store_true")
     args = p.parse_args(argv)
-    out: dict = {"device": args.device, "throughput": {}}
-    # memory first, so the RSS it reports is of the demo model alone
-    out["memory"] = rss_growth("demo_vit", "pretrained", 100 if args.quick else 500, device=args.device)
-    m = out["memory"]
-    print(f"RSS over {m['images']} images, keep=stats: {m['rss_first_batch_mib']:.0f} MiB after the first "
-          f"batch, {m['rss_max_mib']:.0f} MiB max, growth {m['growth_mib']:.1f} MiB (goal <= 100)", flush=True)
-    models = (("demo_vit", "pretrained"), ("vit_b_16", "random"))
-    for model, weights in models:
-        rates = {}
-        for bs in (1, 8, 32):
-            n = (32 if args.quick else 96) if model == "demo_vit" else (32 if args.quick else 64)
-            rates[bs] = throughput(model, weights, bs, max(n, bs), args.device)
-            print(f"{model} batch {bs:>2}: {rates[bs]:7.1f} images/s", flush=True)
-        rates["ratio_32_1"] = rates[32] / rates[1]
-        print(f"{model} batch 32 / batch 1: {rates['ratio_32_1']:.2f}x (goal >= 1.5x on CPU)", flush=True)
-        out["throughput"][model] = rates
-    if not args.no_ray:
-        try:
-            r = ray_vs_local("demo_vit", "pretrained", 64 if args.quick else 256)
-        except RuntimeError as exc:  # Ray not installed
-            print(f"Ray: {exc}")
-        else:
-            out["ray"] = r
-            print(f"{r['images']} PNGs: local engine {r['local_s']:.1f} s ({r['local_img_s']:.1f} images/s); "
-                  f"Ray {r['ray_s']:.1f} s ({r['ray_img_s']:.1f} images/s) after {r['ray_start_s']:.1f} s "
-                  "to start Ray", flush=True)
+    from vitviz.cli.bench import run_group
+
+    ctx = BenchContext(device=args.device, quick=args.quick)
+    rows = run_group("batch", ctx) + ([] if args.no_ray else run_group("ray", ctx))
+    print(format_table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        Path(args.json).write_text(json.dumps([r.as_dict() for r in rows], indent=2))
     return 0
 
 

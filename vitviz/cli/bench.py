@@ -4,7 +4,10 @@
 
 Groups, in run order: capture (attention capture overhead; attention bytes), gui (click / switch /
 rollout to paint), rollout (each rollout setting change vs the vit-explain script's recompute, and vs the float64 loop), startup (fresh processes to first
-paint / first map), memory (peak RSS per model, one process each). Every figure is a median over
+paint / first map), memory (peak RSS per model, one process each), soak, batch (many images:
+analyze_many images/s at batch 1 / 8 / 32 against analyze() one at a time, RSS over a long run
+with keep=stats). Opt-in, run only when named in --only: ray (vitviz stats on the Ray engine
+against the local one; needs vitviz[ray], starts a local Ray). Every figure is a median over
 repeated runs after warm-up, or a ratio of runs alternated in the same process, because absolute
 times on a shared machine are noisy. On CUDA every timing synchronises the device first.
 
@@ -34,18 +37,27 @@ GROUPS = {
     "startup": "vitviz.bench.startup",
     "memory": "vitviz.bench.memory",
     "soak": "vitviz.bench.soak",
+    "batch": "vitviz.bench.batch",
 }
+# groups run only when --only names them (an optional extra, a cluster to start)
+OPTIONAL_GROUPS = {
+    "ray": "vitviz.bench.ray_engine",
+}
+
+
+def _module(group: str):
+    return import_module({**GROUPS, **OPTIONAL_GROUPS}[group])
 
 
 def expected_metrics(groups=GROUPS) -> list[str]:
     """Every row `vitviz bench` produces for these groups, in order."""
-    return [m for g in groups for m, _, _ in import_module(GROUPS[g]).metrics()]
+    return [m for g in groups for m, _, _ in _module(g).metrics()]
 
 
 def run_group(group: str, ctx) -> list:
     from ..bench.metrics import missing
 
-    module = import_module(GROUPS[group])
+    module = _module(group)
     why = "failed: the group did not produce this row"
     try:
         rows = module.run(ctx)
@@ -66,14 +78,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="CI mode: few repeats, every row, no timing claims")
     parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE as JSON")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
-    parser.add_argument("--only", metavar="GROUPS", help="comma-separated subset of: " + ", ".join(GROUPS))
+    parser.add_argument("--only", metavar="GROUPS", help="comma-separated subset of: " + ", ".join(GROUPS)
+                        + "; or the opt-in " + ", ".join(OPTIONAL_GROUPS))
     args = parser.parse_args(argv)
     groups = list(GROUPS)
     if args.only:
         groups = [g.strip() for g in args.only.split(",") if g.strip()]
-        unknown = [g for g in groups if g not in GROUPS]
+        unknown = [g for g in groups if g not in GROUPS and g not in OPTIONAL_GROUPS]
         if unknown:
-            parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+            parser.error(f"unknown group(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join([*GROUPS, *OPTIONAL_GROUPS])}")
 
     from ..bench.context import BenchContext, qt_platform
     from ..bench.metrics import format_table
