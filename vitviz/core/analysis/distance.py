@@ -5,6 +5,9 @@ For each patch query i of a layer's head h:  d_i = sum_j Â_ij ||p_i - p_j||,  w
 register — dropped from queries and keys; the row renormalised, which the widely copied notebook
 skips, biasing distances low), and p the patch centres in model-input pixels. The head's value is
 the mean of d_i over the patch queries.
+A patch query whose attention on the patch keys is exactly 0 (all of it on prefix tokens, or float16
+underflow, as in register-hungry heads) has no renormalised row: it is left out of the mean rather
+than counted as distance 0; a head where no query has any has NaN.
 """
 from __future__ import annotations
 
@@ -36,7 +39,11 @@ def mean_attention_distance(attn: np.ndarray, grid, num_prefix: int) -> np.ndarr
     out = np.empty(attn.shape[:2])
     for layer in range(attn.shape[0]):  # one layer at a time: (heads, P, P) float64 at most
         a = patch_block(attn[layer], num_prefix)
-        out[layer] = (a * dist).sum(-1).mean(-1)
+        d = (a * dist).sum(-1)  # (heads, P)
+        has = a.sum(-1) > 0  # queries with some attention on the patch keys
+        n = has.sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[layer] = np.where(n > 0, np.where(has, d, 0.0).sum(-1) / n, np.nan)
     return out
 
 

@@ -32,7 +32,9 @@ class FolderMeasures:
 def measure_many(images, names, model=None, weights=None, *, params: dict | None = None,
                  device: str | None = "cpu", batch_size: int = 8, progress=None, cancel=None,
                  on_error: str = "yield", **kwargs) -> FolderMeasures:
-    """Every analysis in `names` on every image, streaming; means over the images that were read.
+    """Every analysis in `names` on every image, streaming; means over the images that were read,
+    element by element over the images where the value is defined (a NaN, e.g. a head with no
+    attention on the patches, is left out; NaN where no image has one).
     params: {name: {param: value}}. Results of different shapes (images giving different grids)
     cannot be averaged: a ValueError says so."""
     from ..batch import ImageFailure, analyze_many
@@ -42,6 +44,7 @@ def measure_many(images, names, model=None, weights=None, *, params: dict | None
     resolved = {m.name: m.resolve(params.get(m.name)) for m in decl}
     out = FolderMeasures(params=resolved)
     sums: dict[str, np.ndarray] = {}
+    counts: dict[str, np.ndarray] = {}  # images with a finite value, element by element
 
     def keep(a):
         out.model_name, out.weights = a.model_name, a.weights
@@ -58,11 +61,13 @@ def measure_many(images, names, model=None, weights=None, *, params: dict | None
             if m.name in sums and sums[m.name].shape != v.shape:
                 raise ValueError(f"{m.name}: {r.source} gives shape {v.shape}, earlier images "
                                  f"{sums[m.name].shape}; images of one run must give one grid")
-            sums[m.name] = sums.get(m.name, 0.0) + v
+            sums[m.name] = sums.get(m.name, 0.0) + np.where(np.isfinite(v), v, 0.0)
+            counts[m.name] = counts.get(m.name, 0) + np.isfinite(v)
             if m.keeps_per_image:
                 out.per_image.setdefault(m.name, []).append(v)
     out.cancelled = cancel is not None and cancel.is_set()
-    out.means = {k: s / len(out.sources) for k, s in sums.items()}
+    with np.errstate(invalid="ignore", divide="ignore"):  # NaN where no image has a value
+        out.means = {k: np.where(counts[k] > 0, s / np.maximum(counts[k], 1), np.nan) for k, s in sums.items()}
     return out
 
 
