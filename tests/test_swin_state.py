@@ -287,3 +287,20 @@ def test_method_view_is_the_explained_map_with_the_target_named(a):
     s = SwinState.from_json(src.settings)
     np.testing.assert_array_equal(src.views["method"].values, a.attention_map(1, 0, 1, s.token, "from"))
     assert src.views["method"].extent == a.stage_grid(1).extent()
+
+
+def test_building_the_figure_runs_the_method_only_when_its_view_is_drawn(a, monkeypatch):
+    """Every Swin export builds the method view (relevance by default): its backward pass runs only
+    when the view is read (exporting --view attention costs no gradient)."""
+    import vitviz.core.methods.relevance as rel
+
+    expected = a.explain("relevance", target=2, start_layer=1)
+    calls = []
+    real = rel.swin
+    monkeypatch.setattr(rel, "swin", lambda *args, **kw: calls.append(kw) or real(*args, **kw))
+    src = get_family("swin").build_figures(a, SwinState(method_params=(("target", 2), ("start_layer", 1))))
+    assert calls == [] and "target: class 2" in src.views["method"].title
+    src.views["attention"].values  # other views do not compute it either
+    np.testing.assert_array_equal(src.views["method"].values, expected)
+    src.views["method"].values
+    assert len(calls) == 1 and calls[0]["target"] == 2 and calls[0]["start_layer"] == 1

@@ -8,6 +8,8 @@ panel shows in its method view, relevance for the top-1 class by default), "head
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from ..figures import ExportError, ExportSources, MapView, Shape, TileGrid, crop_shade, grid_lines, selection_rect
@@ -164,17 +166,47 @@ SWIN_NOTES = {  # where a method's own description speaks of a class token Swin 
 }
 
 
+@dataclass
+class LazyMapView(MapView):
+    """A MapView whose values are computed when first read: building the figure (every export, the
+    export dialog) does not run a gradient method's backward pass unless its view is drawn."""
+
+    compute: object = field(default=None, repr=False, compare=False)  # () -> values
+
+    @property
+    def values(self):
+        if self.__dict__.get("_values") is None and self.compute is not None:
+            self._values, self.compute = self.compute(), None
+        return self.__dict__.get("_values")
+
+    @values.setter
+    def values(self, v) -> None:
+        self._values = v
+
+
 def method_view(a, s: SwinState, method, shade, base: dict) -> MapView:
-    """The state's method map as a view, its target named in the title, caption and sidecar."""
+    """The state's method map as a view, its target named in the title, caption and sidecar (the
+    target is checked here; the map itself is computed when the view is drawn)."""
     params = method.resolve(s.params)
-    values = method(a, **method_kwargs(s, method, params))
     target = target_text(a, method, params)  # ' · target: tabby (281), logit 9.12'; '' if not class-specific
-    grid = method_grid(a, values, s.stage)
+    # raw attention lies on the view's stage; the class-specific maps on the stage-0 grid
+    grid = a.stage_grid(s.stage if takes_token(method) else 0)
+
+    def compute():
+        try:
+            values = method(a, **method_kwargs(s, method, params))
+        except (ValueError, RuntimeError) as exc:
+            raise ExportError(f"{method.name}: {exc}") from None
+        if np.shape(values) != grid.shape:
+            raise ExportError(f"{method.name}: its map ({'x'.join(map(str, np.shape(values)))}) is not on the "
+                              f"{grid.rows}x{grid.cols} token grid it should be drawn on")
+        return values
+
     where = (f"for token ({s.token[0]}, {s.token[1]}) of stage {s.stage} block {s.block}" if takes_token(method)
              else f"on the stage-0 grid ({grid.rows}×{grid.cols} tokens)")
     desc = f"{method.describe(params)} {where}. {SWIN_NOTES.get(method.name, method.description)}"
     desc += f" Explained: the {target[3:]}." if target else ""
     marks = [shade] + ([grid_lines(*grid.edges())] if s.grid else [])
-    return MapView(method_title(method, params, s) + target, desc, values=values, extent=grid.extent(),
-                   value_label=method.value_label, shapes=marks,
-                   meta={"method": method.name, **params, **target_meta(a, method, params)}, **base)
+    return LazyMapView(method_title(method, params, s) + target, desc, compute=compute, extent=grid.extent(),
+                       value_label=method.value_label, shapes=marks,
+                       meta={"method": method.name, **params, **target_meta(a, method, params)}, **base)

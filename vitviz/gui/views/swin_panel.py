@@ -407,7 +407,9 @@ class SwinPanel(Panel):
         if values is None:  # the worker runs the backward pass; the previous map stays meanwhile
             if self._method_map_for is not a:  # ...unless it was another image's
                 view.set_map(None)
-            view.set_title(f"{title} · computing…")
+                view.set_title(f"{title} · computing…")
+            else:
+                view.set_title(f"{title} · computing… (the previous map meanwhile)")
             return
         grid = method_grid(a, values, s.stage)
         view.set_grid(*grid.edges(), s.grid)
