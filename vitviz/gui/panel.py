@@ -110,6 +110,10 @@ class Panel(QtWidgets.QWidget):
             fill_predictions(self.predictions, analysis)
         state = self.state.replace(**self.display.settings())
         self.state = state.carried_over(analysis).resolved(analysis)
+        if hasattr(self.state, "method"):  # a CLIP model's targets are prompts: prompt boxes in the form
+            from ..core.methods.targets import takes_text
+
+            self.method_form.set_text_targets(takes_text(analysis), dict(self.state.method_params))
         crop = self._model_view_for_small_crops(analysis)
         self.sync_controls()
         self.on_new_analysis()
@@ -253,8 +257,11 @@ class Panel(QtWidgets.QWidget):
         if name is None or name == self.state.method:
             return
         method = self._method(name)
-        self.method_form.set_method(method)
-        self.update_state(method=name, method_params=method.resolve({}))
+        names = {p.name for p in method.params} & {"target", "contrast"}
+        kept = {k: v for k, v in dict(self.state.method_params).items()  # a prompt (CLIP) stays the target
+                if k in names and isinstance(v, str)}
+        self.method_form.set_method(method, kept)
+        self.update_state(method=name, method_params=method.resolve(kept))
 
     def _on_method_params_change(self, params: dict) -> None:
         try:

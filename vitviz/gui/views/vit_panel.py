@@ -228,9 +228,14 @@ class ViTPanel(Panel):
         method = s.method_decl()
         params = method.resolve(s.params)
         title = method_title(method, params, s.query)
+        if self.method_form.text_targets and method.needs_grad and params.get("target") == -1:
+            self.method_view.set_map(None)  # a CLIP model explains a prompt: none typed yet
+            self.method_view.set_title(f"{title} · type a prompt, then Enter")
+            return
         try:
             values = self.current_method_map()
-            title += target_text(a, method, params)
+            if values is not None or not isinstance(params.get("target"), str):  # a prompt's score: the
+                title += target_text(a, method, params)  # worker computed it with the map (no text tower here)
         except ValueError as exc:  # e.g. a target class the model does not have: the last map stays
             self.method_view.set_title(f"{title} · {exc}")
             self.statusMessage.emit(str(exc))
