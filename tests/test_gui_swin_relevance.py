@@ -84,7 +84,8 @@ def test_another_target_recomputes_keeping_the_previous_map_meanwhile(qtbot, tmp
     set_target(panel, second)
     assert panel.method_busy
     assert panel.method_view.levels == before  # the previous map is still drawn while the worker runs
-    assert "computing" in panel.method_view.title_text()
+    assert_drawn(panel, a.explain("relevance"))
+    assert "computing… (the previous map meanwhile)" in panel.method_view.title_text()
     wait_ready(qtbot, panel)
     expected = a.explain("relevance", target=second)
     np.testing.assert_array_equal(panel.current_method_map(), expected)
@@ -163,6 +164,19 @@ def test_export_holds_the_map_shown_with_the_target_named(qtbot, tmp_path, image
     assert v.meta["target_info"]["index"] == k and src.settings["method_params"]["target"] == k
     panel.method_view.setFocus()
     assert panel.focused_view() == "method"
+    # written to a file as the export dialog does: the sidecar names the target and the map's range
+    import json
+
+    from vitviz.gui.export import ExportContext, ExportRequest, export_sources_to_file
+
+    ctx = ExportContext.from_analysis(a, image_path=str(image_file), weights="random", image_name="img.png")
+    res = export_sources_to_file(src, ExportRequest(views=["method"], width=400), ctx, tmp_path / "m.png")
+    side = json.loads((tmp_path / "m.png.json").read_text())
+    assert res.path.endswith("m.png") and (tmp_path / "m.png").stat().st_size > 1000
+    (p,) = side["panels"]
+    assert p["name"] == "method" and p["method"] == "relevance" and p["target_info"]["index"] == k
+    assert p["levels"] == pytest.approx(list(levels_of(a.explain("relevance", target=k))))
+    assert f"target: {a.target_info(k).label}" in p["title"]
 
 
 def test_panel_without_a_runner_computes_on_the_spot(qtbot, rgb_image):
