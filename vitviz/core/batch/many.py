@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .forward import Prepared, prepare_item, run_batch
+from .memory import fitting_batch_size
 
 
 @dataclass
@@ -135,7 +136,8 @@ def analyze_many(images, model=None, weights=None, device: str | None = "cpu", *
       arrays, torch tensors), or one 4-D array / tensor holding a batch.
     model, weights, device, precision: as analyze() (model may be a LoadedModel).
     batch_size: images per forward. ViT and Swin inputs all have the model's size; DETR batches runs
-      of images whose inputs have the same size (padding would change its results).
+      of images whose inputs have the same size (padding would change its results). Lowered, with a
+      BatchMemoryWarning, when a batch's attention would not fit in half the available memory.
     keep: "all" (the full ViTAnalysis / SwinAnalysis / DetrAnalysis), "stats" (every reducer that
       applies to the family), reducer names (see vitviz.core.batch.reducers), or a callable
       analysis -> dict. Anything but "all" yields ImageResult and drops the attention.
@@ -158,6 +160,7 @@ def analyze_many(images, model=None, weights=None, device: str | None = "cpu", *
     dtype = {"float16": np.float16, "float32": np.float32}[str(attention_dtype)]
     loaded = model_for(model, weights, device, precision)
     family = loaded.spec.family
+    batch_size = fitting_batch_size(loaded, batch_size, str(attention_dtype))
     reduce_fn = _resolve_keep(keep, family)
     sources = as_sources(images)
     workers = default_workers(sources, batch_size) if workers is None else int(workers)
