@@ -6,8 +6,9 @@
 
 Analyses (vitviz.core.analysis.tables): attention_distance (pixels of the model input),
 attention_entropy (nats), position_similarity, patch_filters, dino_masks, token_norms.
-The JSON holds the model, the settings, every analysis's mean over the images and, for the
-(layer, head) tables, each image's values. A .csv out holds the (layer, head) tables in long form:
+The JSON holds the model, the sha256 of its weights (vitviz.core.models.digest: the same for the
+same weights, whatever file they came from), the settings, every analysis's mean over the images
+and, for the (layer, head) tables, each image's values. A .csv out holds the (layer, head) tables in long form:
 one row per image, layer and head, then the mean rows (source "mean").
 """
 from __future__ import annotations
@@ -79,7 +80,10 @@ def run(images: list[str], args, names: list[str], params: dict) -> dict:
                        "definition": m.description, "mean": jsonable(res.means[n])}
     rows = [{"source": s, **{n: jsonable(v[i]) for n, v in res.per_image.items()}}
             for i, s in enumerate(res.sources)]
+    from ..core.models.digest import weights_sha256
+
     return {"model": loaded.name, "weights": loaded.weights_label, "trained": loaded.trained,
+            "weights_sha256": weights_sha256(loaded.module),
             "settings": {"analyses": names, "params": res.params, "images": len(res.sources)},
             "analyses": analyses, "images": rows,
             "failed": [{"source": s, "error": e} for s, e in res.failures]}
