@@ -185,6 +185,9 @@ class SwinPanel(Panel):
     def on_state_change(self, old, new) -> None:
         if old.model_view != new.model_view:
             self._show_base_image()
+        if old.replace(method=new.method, method_params=new.method_params) == new:
+            self.refresh_method()  # a new target or method: the other views are as they were
+            return
         self.refresh()
 
     def view_settings(self) -> dict:
