@@ -2,6 +2,8 @@
 
 Models are listed by family group, each with the state of its pretrained weights (cached,
 downloadable, bundled, random only); recent models and checkpoints are remembered in QSettings.
+The Hugging Face hub-cache models vitviz opens (transformers ViT / DeiT / DINO(v2) / Swin / DETR, and
+CLIP image towers) follow in their own groups, with their family and size on disk.
 Weights states and GPU availability need torch: they are read in a background thread when torch is
 not loaded yet (the window comes up first), at once when it is.
 """
@@ -72,6 +74,27 @@ def scan_states(specs: list[ModelSpec]) -> dict[str, tuple[str, float | None]]:
         except Exception:  # a broken spec must not break the list
             out[spec.name] = ("random", None)
     return out
+
+
+FAMILY_SHORT = {"vit": "ViT", "swin": "Swin", "detr": "DETR"}
+
+
+def scan_hub() -> list[tuple[ModelSpec, str, float]]:
+    """(spec, state, size in MB) of every hub-cache model vitviz opens: cached, or random when the
+    snapshot has a config but no weights. Offline, file reads only (no torch)."""
+    from ..core.models import clip_specs, hf_specs
+
+    try:
+        found = hf_specs.cached_specs() + clip_specs.cached_specs()
+    except Exception:  # a cache vitviz cannot read must not break the list
+        return []
+    out = [(spec, "cached" if entry.has_weights else "random", entry.size_bytes / 1e6) for spec, entry in found]
+    return sorted(out, key=lambda t: (t[0].group, t[0].name))
+
+
+def hub_label(spec: ModelSpec) -> str:
+    """'google/vit-base-patch16-224 (ViT)'; a CLIP tower's label already says what it is."""
+    return spec.label if spec.source == "clip" else f"{spec.label} ({FAMILY_SHORT.get(spec.family, spec.family)})"
 
 
 def scan_devices() -> dict[str, str | None]:
@@ -148,6 +171,7 @@ class ModelPicker(QtWidgets.QWidget):
             s.name: ("bundled", None) for s in all_specs() if s.bundled}  # known without torch
         self._transient: dict[str, str] = {}  # name -> text shown instead of the state ("downloading 40%")
         self._devices: dict[str, str | None] | None = None
+        self._hub: list[ModelSpec] = []  # the hub-cache models found by the last scan
         self._scanning = False
         self.last_notice = ""
         self._scanned.connect(self._on_scanned)
@@ -284,7 +308,7 @@ class ModelPicker(QtWidgets.QWidget):
             background = not _torch_loaded()
         specs = all_specs()
         if not background:
-            self._on_scanned((scan_states(specs), scan_devices()))
+            self._on_scanned((scan_states(specs), scan_devices(), scan_hub()))
             return
         if self._scanning:
             return
@@ -292,7 +316,7 @@ class ModelPicker(QtWidgets.QWidget):
 
         def work() -> None:
             try:
-                result = (scan_states(specs), scan_devices())
+                result = (scan_states(specs), scan_devices(), scan_hub())
             except Exception as exc:  # reported in the GUI thread
                 result = exc
             try:
@@ -308,8 +332,10 @@ class ModelPicker(QtWidgets.QWidget):
         self.scanned = True
         if isinstance(result, Exception):
             return  # states stay unknown: nothing is asked, loading falls back with a note
-        states, devices = result
+        states, devices, hub = result
         self._states.update(states)
+        self._hub = [spec for spec, _, _ in hub]
+        self._states.update({spec.name: (state, mb) for spec, state, mb in hub})
         self._devices = devices
         if self.device in devices and devices[self.device] is not None:
             self.last_notice = f"{self.device}: {devices[self.device]} Using auto instead."
@@ -339,13 +365,18 @@ class ModelPicker(QtWidgets.QWidget):
         suffix, color, tip = STATES[state]
         if state == "downloadable" and size:
             suffix = f"download {format_mb(size)}"
+        elif size:  # a hub-cache model: its size on disk
+            suffix = f"{suffix} {format_mb(size)}" if state == "cached" else "config only, no weights"
         return suffix, _dot(color, hollow=state in ("downloadable", "random")), tip
 
     def _model_item(self, model: QtGui.QStandardItemModel, spec: ModelSpec, kind: str) -> None:
-        item = QtGui.QStandardItem(spec.label)
-        item.setData(spec.name, QtCore.Qt.ItemDataRole.UserRole)
+        self._named_item(model, spec.name, hub_label(spec) if spec.source in ("hf", "clip") else spec.label, kind)
+
+    def _named_item(self, model: QtGui.QStandardItemModel, name: str, label: str, kind: str) -> None:
+        item = QtGui.QStandardItem(label)
+        item.setData(name, QtCore.Qt.ItemDataRole.UserRole)
         item.setData(kind, _KIND)
-        item.setData(spec.label, _LABEL)
+        item.setData(label, _LABEL)
         model.appendRow(item)
 
     def _header(self, model: QtGui.QStandardItemModel, text: str) -> None:
@@ -363,7 +394,8 @@ class ModelPicker(QtWidgets.QWidget):
         combo = self.model_combo
         model = QtGui.QStandardItemModel(combo)
         specs = all_specs()
-        by_name = {s.name: s for s in specs}
+        hub = [s for s in self._hub if s.name not in {r.name for r in specs}]
+        by_name = {s.name: s for s in specs + hub}
         recent = [by_name[n] for n in self.recent_models() if n in by_name]
         if recent:
             self._header(model, "Recent")
@@ -377,6 +409,14 @@ class ModelPicker(QtWidgets.QWidget):
                 group = spec.group
                 self._header(model, group or "Other")
             self._model_item(model, spec, "model")
+        for spec in hub:  # grouped by scan_hub's sort: "Hugging Face hub cache", then its CLIP group
+            if spec.group != group:
+                group = spec.group
+                self._header(model, group)
+            self._model_item(model, spec, "model")
+        if self.model and self.model not in by_name:  # a hub id before the scan, open_clip:NAME, ...
+            self._header(model, "Other")
+            self._named_item(model, self.model, self.model, "model")
         model.appendRow(self._open_item())
         combo.setModel(model)
         self._refresh_texts()
