@@ -87,6 +87,14 @@ class SoakResult:
         after = self.rss_mib[self.warmup_settles:]
         return float(max(after) - after[0]) if len(after) > 1 else 0.0
 
+    @property
+    def rss_trend_mib(self) -> float:
+        """Median RSS of the last quarter of the settles after warm-up minus that of the first: a
+        leak climbs, an allocator's plateau does not."""
+        after = self.rss_mib[self.warmup_settles:]
+        q = len(after) // 4
+        return float(np.median(after[-q:]) - np.median(after[:q])) if q else 0.0
+
     def rss_quartiles(self) -> str:
         after = self.rss_mib[self.warmup_settles:] or [0.0]
         return " / ".join(f"{after[round(q * (len(after) - 1))]:.0f}" for q in (0, 0.25, 0.5, 0.75, 1))
@@ -96,7 +104,7 @@ class SoakResult:
         d.update(rss_growth_mib=round(self.rss_growth_mib, 1), rss_first_mib=round(self.rss_mib[0], 1) if self.rss_mib else None,
                  rss_last_mib=round(self.rss_mib[-1], 1) if self.rss_mib else None,
                  click_p95_ms=round(p95(self.click_ms), 2) if self.click_ms else None, seconds=round(self.seconds, 1),
-                 rss_quartiles_mib=self.rss_quartiles())
+                 rss_quartiles_mib=self.rss_quartiles(), rss_trend_mib=round(self.rss_trend_mib, 1))
         return d
 
 
@@ -237,7 +245,7 @@ class _Soak:
 
     # -- settle and check ---------------------------------------------------------------------------
     def settle(self, i: int, timeout: float = 120.0) -> None:
-        from PySide6 import QtWidgets
+        from PySide6 import QtCore, QtWidgets
 
         win = self.win
         t0 = time.perf_counter()
@@ -255,6 +263,9 @@ class _Soak:
             return
         for _ in range(3):
             QtWidgets.QApplication.processEvents()
+        # what a running event loop does and processEvents() does not: delete the objects given to
+        # deleteLater() (replaced method forms, ...); without this they pile up until the window closes
+        QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
         self.result.settles += 1
         self.check(i)
         self.result.rss_mib.append(rss_mib())
@@ -523,7 +534,8 @@ def run(ctx) -> list[Row]:
                 note=f"top-level widgets {res.toplevel_left}; Qt objects by class {res.qobjects_left}"),
             Row(m_rss, res.rss_growth_mib, "MiB", g_rss,
                 note=f"max RSS after the {res.warmup_settles} warm-up settles (each model once) minus the first; "
-                     f"RSS at 0/25/50/75/100% of the settles: {res.rss_quartiles()} MiB"),
+                     f"RSS at 0/25/50/75/100% of the settles: {res.rss_quartiles()} MiB; median of the last "
+                     f"quarter minus the first: {res.rss_trend_mib:+.1f} MiB"),
             Row(m_click, p95(res.click_ms) if res.click_ms else None, "ms", None,
                 note=f"{len(res.click_ms)} clicks: QTest click, then processEvents() (the repaint) returned; "
                      "inference may be running meanwhile")]

@@ -56,6 +56,13 @@ class _Worker(QtCore.QObject):
             self.explainFailed.emit(req.id, req, msg if isinstance(exc, (ValueError, IndexError)) else
                                     f"{type(exc).__name__}: {msg}\n\n{traceback.format_exc(limit=3)}")
 
+    @QtCore.Slot()
+    def release_memory(self) -> None:
+        """After a result replaced the one on screen: what the old one held goes back to the OS."""
+        from ..core.memory_release import release_free_memory
+
+        release_free_memory()
+
     @QtCore.Slot(object)
     def process(self, req: AnalysisRequest) -> None:
         if req.id != self._latest():
@@ -88,6 +95,7 @@ class AnalysisRunner(QtCore.QObject):
     errorRaised = QtCore.Signal(str)
     busyChanged = QtCore.Signal(bool, str)
     submitExplain = QtCore.Signal(object)
+    releaseMemory = QtCore.Signal()  # queued to the worker: free heap pages back to the OS
     explainReady = QtCore.Signal(object, object)  # ExplainRequest, map: only for the latest request
     explainFailed = QtCore.Signal(object, str)
 
@@ -102,6 +110,7 @@ class AnalysisRunner(QtCore.QObject):
         self._worker.moveToThread(self._thread)
         self.submitRequest.connect(self._worker.process)
         self.submitExplain.connect(self._worker.explain)
+        self.releaseMemory.connect(self._worker.release_memory)
         self._worker.explained.connect(self._on_explained)
         self._worker.explainFailed.connect(self._on_explain_failed)
         # Connected to slots of this GUI-thread object: queued, so they run in the GUI thread.
@@ -147,7 +156,8 @@ class AnalysisRunner(QtCore.QObject):
         if rid != self.latest_id():
             return  # stale
         self.busyChanged.emit(False, "")
-        self.resultReady.emit(result)
+        self.resultReady.emit(result)  # the window now shows it and has let go of the previous one
+        self.releaseMemory.emit()
 
     @QtCore.Slot(int, str)
     def _on_failed(self, rid: int, message: str) -> None:
