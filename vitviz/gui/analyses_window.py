@@ -405,9 +405,12 @@ class AnalysesWindow(QtWidgets.QWidget):
         brushes = self._head_brushes(v.shape[1])
         self.scatter.setData(x=[d[0] for d in dots], y=[d[1] for d in dots], data=[(d[2], d[3]) for d in dots],
                              brush=[brushes[d[3]] for d in dots], pen=self._dot_pen)
-        self.scatter_plot.setLabel("left", label)
-        self.scatter_plot.setLabel("bottom", "block" if self.analysis.family == "swin" else "layer")
-        self.scatter_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(v.shape[0])]])
+        axes = (label, "block" if self.analysis.family == "swin" else "layer", v.shape[0])
+        if axes != getattr(self, "_scatter_axes", None):  # relaying out the axes costs more than the dots
+            self._scatter_axes = axes
+            self.scatter_plot.setLabel("left", axes[0])
+            self.scatter_plot.setLabel("bottom", axes[1])
+            self.scatter_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(axes[2])]])
         ys = v[np.isfinite(v)]
         pad = max(0.05 * (ys.max() - ys.min()), 0.04 * abs(ys.max()), 1e-3)  # dots clear of the frame
         self.scatter_plot.setRange(xRange=(-0.6, v.shape[0] - 0.4), yRange=(min(0.0, ys.min() - pad), ys.max() + pad),
