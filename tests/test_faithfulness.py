@@ -201,6 +201,7 @@ def test_analysis_faithfulness_against_a_hand_built_deletion(demo_analysis):
     assert np.array_equal(r1.deletion, r2.deletion) and r1.seed == 3
 
 
+@pytest.mark.slow  # ~4 min on 2 cores: 20 scenes at 384 px, 3 x 102 forwards each
 def test_relevance_beats_random_on_demo_scenes():
     """Deletion AUC of relevance below the random baseline's in at least 80% of 20 held-out scenes
     (measured: 85% at 384 px; means ~0.23 relevance, ~0.20 rollout, ~0.44 random). Insertion hardly
@@ -217,6 +218,46 @@ def test_relevance_beats_random_on_demo_scenes():
     print({m: round(float(x.mean()), 3) for m, x in v.items()}, "relevance below random:", share)
     assert share >= 0.8
     assert v["relevance"].mean() < v["random"].mean() - 0.1
+
+
+def _steps_map(analysis, query="cls", steps: int = 3):
+    """A toy method with a parameter named like faithfulness's own `steps`: one hot token `steps`."""
+    m = np.zeros(analysis.grid.shape)
+    m.flat[steps] = 1.0
+    return m
+
+
+def test_a_method_parameter_named_steps_goes_in_method_params(demo_analysis):
+    """Integrated Gradients has its own `steps` (quadrature points): a keyword would be the curves'."""
+    from vitviz.core.faithfulness.report import image_row
+    from vitviz.core.methods import Method, Param, register_method, unregister_method
+
+    register_method(Method("one_token", "One token", {"vit": f"{__name__}:_steps_map"},
+                           params=(Param("steps", 3, min=0),)))
+    try:
+        a = demo_analysis
+        f = a.faithfulness("one_token", steps=4, method_params={"steps": 7})
+        assert len(f.deletion) == 5 and f.params == {"steps": 7}
+        g = a.grid
+        tok = np.zeros(g.shape)
+        tok.flat[7] = 1.0
+        ref = a.faithfulness("rollout", steps=4)  # same image, target: only the ranking differs
+        from vitviz.core.faithfulness import predictor
+        from vitviz.core.faithfulness.curves import deletion_insertion, pixel_map, pixel_order
+        from vitviz.core.gradients import model_of
+
+        h, w = a.model_input.shape[-2:]
+        order = pixel_order(pixel_map(tok, (h, w), (g.cell_h, g.cell_w)))
+        c = deletion_insertion(predictor(model_of(a)), a.model_input, order, ref.target, 4)
+        assert np.allclose(f.deletion, c.deletion) and np.allclose(f.insertion, c.insertion)
+        s = a.sanity("one_token", method_params={"steps": 7})
+        assert s.params == {"steps": 7} and np.allclose(s.correlations, 1.0)  # ignores the model: flagged
+        with pytest.raises(ValueError, match="given twice"):
+            a.faithfulness("one_token", method_params={"x": 1}, x=2)
+        row = image_row(a, ["one_token"], 4, {"one_token": {"steps": 7}})
+        assert row["methods"]["one_token"]["deletion"] == pytest.approx(c.deletion.tolist())
+    finally:
+        unregister_method("one_token")
 
 
 def test_swin_goes_through_the_same_code():

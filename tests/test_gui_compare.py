@@ -102,9 +102,14 @@ def test_curves_and_table_equal_the_core_and_export(qtbot, win, analysis, tmp_pa
         assert np.allclose(win.curves[key].deletion, f.deletion, atol=1e-6)
         assert np.allclose(win.curves[key].insertion, f.insertion, atol=1e-6)
     rows = {win.table.item(r, 0).text(): r for r in range(win.table.rowCount())}
-    assert set(rows) == {"Rollout", "Relevance", "random"}
+    assert set(rows) == {"Rollout", "Relevance", "random (seed 0)"}
     assert win.table.item(rows["Relevance"], 1).text() == f"{analysis.faithfulness('relevance', steps=6).deletion_auc:.3f}"
-    assert len(win.deletion_plot.getPlotItem().legend.items) == 3
+    p = analysis.perturbation("relevance")
+    assert win.table.item(rows["Relevance"], 3).text() == f"{p.positive_auc:.3f}"
+    assert win.table.item(rows["Relevance"], 4).text() == f"{p.negative_auc:.3f}"
+    assert np.allclose(win.perturbations["rollout"].positive, analysis.perturbation("rollout").positive, atol=1e-6)
+    assert len(win.insertion_plot.getPlotItem().legend.items) == 3
+    assert all(not win.table.item(r, 0).icon().isNull() for r in range(3))  # swatches: the table is a legend
     assert max(seen) == 1000 and seen == sorted(seen)
     out = tmp_path / "cmp.png"
     win.export_png(out)
@@ -141,13 +146,24 @@ def test_sanity_flags_a_map_that_ignores_the_model(qtbot, win, analysis):
         win.sanity_box.setChecked(True)
         with qtbot.waitSignal(win.curvesShown, timeout=180000):
             win.run_curves()
+        # the cascade as a curve: step 0 the trained model (rho 1), then rho after each unit, as the core says
+        ref = {m: analysis.sanity(m) for m in ("patch_brightness", "relevance")}
     finally:
         unregister_method("patch_brightness")
     rows = {win.table.item(r, 0).text(): r for r in range(win.table.rowCount())}
-    assert win.table.item(rows["Patch brightness"], 4).text() == "flagged"
-    assert win.table.item(rows["Relevance"], 4).text() == "ok"
+    assert win.table.item(rows["Patch brightness"], 6).text() == "flagged"
+    assert win.table.item(rows["Relevance"], 6).text() == "ok"
+    assert win.table.item(rows["Relevance"], 5).text() == f"{ref['relevance'].correlations[-1]:.2f}"
     assert "sanity" in win.plots["patch_brightness"].titleLabel.text
     assert "sanity" not in win.plots["relevance"].titleLabel.text
+    lines = win.curves_box.sanity_lines
+    assert len(win.sanity_plot.getPlotItem().listDataItems()) == 2 and set(lines) == set(ref)
+    for m, line in lines.items():
+        x, y = line.getData()
+        assert np.array_equal(x, np.arange(7)) and y[0] == 1.0
+        assert np.allclose(y[1:], np.nan_to_num(ref[m].correlations), atol=1e-9)
+    ticks = win.sanity_plot.getAxis("bottom")._tickLevels[0]
+    assert [t for _, t in ticks] == ["trained", "head", "b3", "b2", "b1", "b0", "emb"]
 
 
 def test_a_new_analysis_supersedes_and_open_reuses_the_window(qtbot, analysis):
@@ -162,3 +178,80 @@ def test_a_new_analysis_supersedes_and_open_reuses_the_window(qtbot, analysis):
     assert np.allclose(w.overlays["rollout"].image, other.rollout())
     assert open_compare_window(parent) is w and w.analysis is other
     w._pool.waitForDone(30000)
+
+
+def test_each_column_has_its_own_parameters(qtbot, win, analysis):
+    """The form of the current column is built from the method's Params (and a ViT's layer / head);
+    editing it recomputes that column only, titles it with its values; a method can have two columns."""
+    shown(qtbot, win, analysis, ("attention", "rollout"))
+    computed = []
+    win._signals.map.connect(lambda rid, key, v: computed.append(key))
+    win.columns.method_list.setCurrentRow(win.columns.row_of("rollout"))
+    form = win.columns.form
+    assert {w.name for w in form._container} == {"head_fusion", "discard_ratio"}
+    assert win.columns.params_box.title() == "Parameters: Rollout"
+    with qtbot.waitSignal(win.mapsShown, timeout=60000):
+        form.widget("discard_ratio").value = 0.9  # as typed: magicgui's changed -> MethodForm.changed
+    assert computed == ["rollout discard_ratio=0.9"]  # the attention map came from the window's cache
+    assert np.allclose(win.overlays["rollout discard_ratio=0.9"].image, analysis.rollout(discard_ratio=0.9))
+    assert "discard_ratio=0.9" in win.plots["rollout discard_ratio=0.9"].titleLabel.text
+    assert win.columns.method_list.currentItem().text() == "Rollout (discard_ratio 0.9)"
+    # a second rollout column, back to no discarding: both side by side
+    with qtbot.waitSignal(win.mapsShown, timeout=60000):
+        win.columns.duplicate()
+    with qtbot.waitSignal(win.mapsShown, timeout=60000):
+        win.set_column_params("rollout", {"discard_ratio": 0.0}, nth=1)
+    assert list(win.plots) == ["attention layer=-1 head=mean", "rollout discard_ratio=0.9", "rollout"]
+    assert np.allclose(win.overlays["rollout"].image, analysis.rollout())
+    # raw attention: layer and head are the column's own
+    win.columns.method_list.setCurrentRow(win.columns.row_of("attention"))
+    assert {w.name for w in form._container} == {"layer", "head"}
+    assert form.widget("layer").min == -analysis.num_layers and form.widget("layer").max == analysis.num_layers - 1
+    with qtbot.waitSignal(win.mapsShown, timeout=60000):
+        form.widget("head").value = "2"
+    with qtbot.waitSignal(win.mapsShown, timeout=60000):
+        form.widget("layer").value = 1
+    key = "attention layer=1 head=2"
+    assert np.allclose(win.overlays[key].image, analysis.explain("attention", layer=1, head=2))
+    assert "layer=1, head=2" in win.plots[key].titleLabel.text
+    # a click on a map makes its column current
+    qtbot.wait(50)
+    plot = win.plots["rollout discard_ratio=0.9"]
+    pos = win.maps_view.mapFromScene(plot.vb.sceneBoundingRect().center())
+    qtbot.mouseClick(win.maps_view.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=pos)
+    assert win.columns.method_list.currentItem().text() == "Rollout (discard_ratio 0.9)"
+    assert form.widget("discard_ratio").value == pytest.approx(0.9)
+    assert win.selected is not None
+    # the curves use each column's values
+    win.steps_spin.setValue(4)
+    with qtbot.waitSignal(win.curvesShown, timeout=120000):
+        win.run_curves()
+    assert list(win.curves) == [key, "rollout discard_ratio=0.9", "rollout", "random"]
+    for k, kw in ((key, {"layer": 1, "head": 2}), ("rollout discard_ratio=0.9", {"discard_ratio": 0.9})):
+        method = k.split()[0]
+        assert np.allclose(win.curves[k].deletion, analysis.faithfulness(method, steps=4, **kw).deletion, atol=1e-6)
+    assert win.curves["rollout discard_ratio=0.9"].deletion_auc != pytest.approx(win.curves["rollout"].deletion_auc)
+    # the columns and their values carry over to the next analysis
+    other = vitviz.analyze(_scene(2), model="demo_vit")
+    with qtbot.waitSignal(win.mapsShown, timeout=60000):
+        win.set_analysis(other)
+    assert list(win.plots) == [key, "rollout discard_ratio=0.9", "rollout"]
+    assert np.allclose(win.overlays["rollout discard_ratio=0.9"].image, other.rollout(discard_ratio=0.9))
+    win.columns.method_list.setCurrentRow(win.columns.row_of("rollout", 1))
+    win.columns.remove()
+    assert win.columns.chosen_methods() == ["attention", "rollout"]
+
+
+def test_integrated_gradients_steps_are_its_own_not_the_curves(qtbot, win, analysis):
+    pytest.importorskip("captum")
+    shown(qtbot, win, analysis, ("integrated_gradients",))
+    with qtbot.waitSignal(win.mapsShown, timeout=60000):
+        win.set_column_params("integrated_gradients", {"steps": 8})
+    key = "integrated_gradients steps=8"
+    assert "steps=8" in win.plots[key].titleLabel.text
+    win.steps_spin.setValue(3)
+    with qtbot.waitSignal(win.curvesShown, timeout=120000) as blocker:
+        win.run_curves()
+    assert blocker.args == [""]
+    f = analysis.faithfulness("integrated_gradients", steps=3, method_params={"steps": 8})
+    assert len(win.curves[key].deletion) == 4 and np.allclose(win.curves[key].deletion, f.deletion, atol=1e-6)

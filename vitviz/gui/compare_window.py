@@ -1,23 +1,28 @@
 """Methods side by side on the analysis on screen, with the evidence for each next to it.
 
-    Maps        one view per chosen method (raw attention of a layer / head, rollout, gradient
+    Maps        one column per chosen method (raw attention of a layer / head, rollout, gradient
                 rollout, relevance, the library baselines Integrated Gradients and Grad-CAM), over
-                what the model saw; pan / zoom linked; a click marks the same token in every view and
-                reads each map's value there; one shared colour scale or each its own (switch);
-                each view titled with its method and parameters.
+                what the model saw; each column has its own parameters, edited in a form built from
+                the method's Param declarations (vitviz.gui.compare_columns; a method can have two
+                columns), and is titled with them; pan / zoom linked; a click marks the same token in
+                every view, reads each map's value there and shows that column's parameters; one
+                shared colour scale or each its own (switch).
     Curves      deletion and insertion (vitviz.core.faithfulness) for the target class, one line per
-                method plus the seeded `random` baseline, an AUC table beside; optionally the
-                cascading-randomisation sanity check (Spearman rho after the last unit), a method
-                whose map survives it flagged in the table and in its title.
+                column plus the seeded `random` baseline, positive / negative perturbation AUCs, an AUC
+                table beside; optionally the cascading-randomisation sanity check as a curve
+                (Spearman rho with the trained map per unit re-initialised), a map that survives it
+                flagged in the table and in its title (vitviz.gui.compare_curves draws them).
 
 Maps and curves are computed in the window's own worker thread (a pool of one), with progress and
 cancel; results of a superseded request (another analysis, target or choice) are dropped on arrival.
+Maps are kept per (column, target) for the analysis shown: editing one column recomputes that one.
 `export_png(path)` saves the maps (titles, colorbars), the curves and the table as one figure.
 """
 from __future__ import annotations
 
+import atexit
 import threading
-from dataclasses import dataclass
+import weakref
 
 import numpy as np
 import pyqtgraph as pg
@@ -25,36 +30,14 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..core.colormaps import lookup_table
 from .colormaps import DEFAULT_COLORMAP, colormap
+from .compare_columns import ColumnEditor, Entry
+from .compare_curves import BG, CurvesPanel
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 FAMILIES = ("vit", "swin")  # classifiers: the curves score class probabilities
 DEFAULT = ("attention", "rollout", "grad_rollout", "relevance", "integrated_gradients", "grad_cam")
-HEADS = ("mean", "max", "min")
 OPACITY = 0.7
-BG = "#202124"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One map to compare: a method with its view context and parameters (as analysis.explain takes them)."""
-
-    method: str
-    kwargs: tuple = ()  # (name, value) pairs
-
-    @property
-    def key(self) -> str:
-        return self.method + "".join(f" {k}={v}" for k, v in self.kwargs)
-
-    def title(self) -> tuple[str, str]:
-        """(the method's title, its context and parameters as 'k=v, ...'; the target is the window's)."""
-        from ..core.methods import get_method
-
-        m = get_method(self.method)
-        kw = dict(self.kwargs)
-        shown = {k: v for k, v in kw.items() if k in m.context}
-        shown.update({k: v for k, v in m.resolve({k: v for k, v in kw.items() if k not in m.context}).items()
-                      if k not in ("target", "contrast")})
-        return m.title, ", ".join(f"{k}={v}" for k, v in shown.items())
+SANITY_COST = 1000  # progress units of one sanity run (a forward per unit, and a backward for gradient maps)
 
 
 class _Signals(QtCore.QObject):
@@ -62,12 +45,26 @@ class _Signals(QtCore.QObject):
 
     map = QtCore.Signal(int, str, object)  # request id, entry key, ndarray or error text
     curve = QtCore.Signal(int, str, object)  # request id, method key, Faithfulness
+    perturbation = QtCore.Signal(int, str, object)  # request id, method key, PerturbationResult
     sanity = QtCore.Signal(int, str, object)  # request id, method key, Sanity or error text
     progress = QtCore.Signal(int, int, str)  # request id, permille, what
     done = QtCore.Signal(int, str)  # request id, "" / "cancelled" / an error
 
 
 _RUNNING: set = set()  # tasks in flight keep themselves (and their signals) alive
+_WINDOWS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_workers() -> None:
+    """At exit, stop the windows' tasks and wait for them: a pool thread still running Python while
+    the interpreter finalises is killed mid-call (Qt reports an exception from a worker thread)."""
+    for w in list(_WINDOWS):
+        try:
+            w.cancel()
+            w._pool.waitForDone(20000)
+        except RuntimeError:  # its C++ side is gone, and with it the pool (which waited)
+            pass
 
 
 class _Task(QtCore.QRunnable):
@@ -78,6 +75,9 @@ class _Task(QtCore.QRunnable):
     def run(self) -> None:
         try:
             self.fn()
+        except RuntimeError as exc:  # the window (and its signals) went away while this ran
+            if "deleted" not in str(exc):
+                raise
         finally:
             _RUNNING.discard(self)
 
@@ -92,13 +92,20 @@ def _bar(lo: float, hi: float, cm, width: int) -> pg.ColorBarItem:
     return bar
 
 
-def _params(analysis, entry: Entry, target: int) -> dict:
+def _params(entry: Entry, target: int) -> dict:
     from ..core.methods import get_method
 
     kw = dict(entry.kwargs)
     if any(p.name == "target" for p in get_method(entry.method).params):
         kw.setdefault("target", target)
     return kw
+
+
+def _pen(i: int, n: int):
+    return pg.mkPen(pg.intColor(i, hues=max(n, 2), values=1, maxValue=255), width=2)
+
+
+RANDOM_PEN = dict(color="#e8eaed", width=2, style=QtCore.Qt.PenStyle.DashLine)
 
 
 class CompareWindow(QtWidgets.QWidget):
@@ -113,15 +120,20 @@ class CompareWindow(QtWidgets.QWidget):
         self.maps: dict[str, object] = {}
         self.curves: dict[str, object] = {}
         self.sanity: dict[str, object] = {}
+        self.perturbations: dict[str, object] = {}
         self.selected: tuple[int, int] | None = None
+        self._entries: list[Entry] = []
+        self._cache: dict = {}  # (entry base key, target) -> map or error text, for self.analysis
         self._rid = 0
         self._cancel = threading.Event()
         self._pool = QtCore.QThreadPool(self)
         self._pool.setMaxThreadCount(1)
+        _WINDOWS.add(self)
         self._signals = _Signals()
         s = self._signals
         s.map.connect(self._on_map)
         s.curve.connect(self._on_curve)
+        s.perturbation.connect(self._on_perturbation)
         s.sanity.connect(self._on_sanity)
         s.progress.connect(self._on_progress)
         s.done.connect(self._on_done)
@@ -131,30 +143,26 @@ class CompareWindow(QtWidgets.QWidget):
 
     def _build(self) -> None:
         side = QtWidgets.QVBoxLayout()
-        self.method_list = QtWidgets.QListWidget()
-        self.method_list.itemChanged.connect(lambda _: self._request_maps())
-        side.addWidget(QtWidgets.QLabel("Methods"))
-        side.addWidget(self.method_list, 1)
+        self.columns = ColumnEditor()
+        self.columns.changed.connect(self._request_maps)
+        self.method_list = self.columns.method_list
+        side.addWidget(self.columns, 1)
         form = QtWidgets.QFormLayout()
-        self.layer_spin = QtWidgets.QSpinBox()
-        self.layer_spin.setRange(-1, 0)
-        self.head_combo = QtWidgets.QComboBox()
-        self.head_combo.addItems(HEADS)
         self.target_combo = QtWidgets.QComboBox()
+        self.target_combo.setToolTip("The class every class-specific column explains and the curves score")
+        self.target_combo.currentIndexChanged.connect(lambda *_: self._request_maps())
         self.steps_spin = QtWidgets.QSpinBox()
         self.steps_spin.setRange(2, 500)
         self.steps_spin.setValue(50)
-        for w in (self.layer_spin, self.head_combo, self.target_combo):
-            (w.valueChanged if isinstance(w, QtWidgets.QSpinBox) else w.currentIndexChanged).connect(
-                lambda *_: self._request_maps())
-        form.addRow("Attention layer", self.layer_spin)
-        form.addRow("Attention head", self.head_combo)
+        self.steps_spin.setToolTip("Deletion / insertion steps (each a forward of the perturbed image)")
         form.addRow("Target class", self.target_combo)
         form.addRow("Curve steps", self.steps_spin)
         side.addLayout(form)
         self.shared_box = QtWidgets.QCheckBox("One colour scale for all maps")
         self.shared_box.toggled.connect(self._draw_maps)
         self.sanity_box = QtWidgets.QCheckBox("Sanity check (model randomisation)")
+        self.sanity_box.setToolTip("Re-initialise the model from the top, unit by unit, and follow each map's "
+                                   "rank correlation with the trained one (Adebayo et al. 2018)")
         self.run_button = QtWidgets.QPushButton("Compute curves")
         self.run_button.clicked.connect(self.run_curves)
         self.cancel_button = QtWidgets.QPushButton("Cancel")
@@ -168,26 +176,18 @@ class CompareWindow(QtWidgets.QWidget):
         for w in (self.shared_box, self.sanity_box, self.run_button, self.cancel_button, self.progress,
                   self.export_button):
             side.addWidget(w)
+        side_box = QtWidgets.QWidget()
+        side_box.setLayout(side)
+        side_box.setMaximumWidth(300)
 
         self.maps_view = pg.GraphicsLayoutWidget()
         self.maps_view.setBackground(BG)
         self.maps_view.scene().sigMouseClicked.connect(self._on_click)
-        self.deletion_plot, self.insertion_plot = (self._curve_plot(t) for t in ("Deletion", "Insertion"))
-        self.table = QtWidgets.QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["Method", "Del. AUC ↓", "Ins. AUC ↑", "Sanity ρ", "Sanity"])
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        font = self.table.font()
-        font.setPointSizeF(font.pointSizeF() * 0.85)
-        self.table.setFont(font)
-        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.curves_box = QtWidgets.QWidget()
-        row = QtWidgets.QHBoxLayout(self.curves_box)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.deletion_plot, 3)
-        row.addWidget(self.insertion_plot, 3)
-        row.addWidget(self.table, 4)
+        self.curves_box = CurvesPanel()
+        self.deletion_plot = self.curves_box.deletion_plot
+        self.insertion_plot = self.curves_box.insertion_plot
+        self.sanity_plot = self.curves_box.sanity_plot
+        self.table = self.curves_box.table
         self.status = QtWidgets.QLabel("Open an image with a ViT or Swin classifier to compare methods.")
         self.status.setWordWrap(True)
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
@@ -198,91 +198,49 @@ class CompareWindow(QtWidgets.QWidget):
         main.addWidget(split, 1)
         main.addWidget(self.status)
         top = QtWidgets.QHBoxLayout(self)
-        top.addLayout(side, 0)
+        top.addWidget(side_box, 0)
         top.addLayout(main, 1)
-
-    def _curve_plot(self, title: str) -> pg.PlotWidget:
-        p = pg.PlotWidget(background=BG)
-        p.setMenuEnabled(False)
-        p.hideButtons()
-        p.setTitle(f"{title}: probability of the target", color="w", size="9pt")
-        p.setLabel("bottom", "fraction of pixels " + ("removed" if title == "Deletion" else "inserted"))
-        p.setXRange(0, 1, padding=0.02)
-        p.setYRange(0, 1, padding=0.02)
-        p.showGrid(x=True, y=True, alpha=0.2)
-        p.addLegend(offset=(-5, 5) if title == "Deletion" else (-5, -5), labelTextSize="8pt",
-                    brush=pg.mkBrush(32, 33, 36, 200))
-        return p
 
     # ------------------------------------------------------------------------------------ inputs
 
     def set_analysis(self, analysis) -> None:
-        """Show `analysis`; a family without class scores shows why instead."""
-        from ..core.methods import methods
-
+        """Show `analysis`; a family without class scores shows why instead. The columns and their
+        parameters carry over."""
         self.analysis = analysis
+        self._cache = {}
         self._clear_curves()
         self.selected = None
         if analysis is None or analysis.family not in FAMILIES or getattr(analysis, "logits", None) is None:
-            self.method_list.clear()
-            self.maps = {}
+            with QtCore.QSignalBlocker(self.columns):
+                self.columns.set_analysis(None)
+            self.maps, self._entries = {}, []
             self.status.setText("The comparison needs a ViT or Swin classifier.")
             self._draw_maps()
             return
-        with QtCore.QSignalBlocker(self.method_list), QtCore.QSignalBlocker(self.target_combo), \
-                QtCore.QSignalBlocker(self.layer_spin):
-            chosen = self.chosen_methods() or list(DEFAULT)
-            self.method_list.clear()
-            for m in methods(analysis.family):
-                if m.name == "attention" and analysis.family != "vit":
-                    continue  # Swin's raw attention is of one token's window: not a whole-image map
-                it = QtWidgets.QListWidgetItem(m.title)
-                it.setData(QtCore.Qt.ItemDataRole.UserRole, m.name)
-                it.setToolTip(m.description)
-                it.setFlags(it.flags() | QtCore.Qt.ItemFlag.ItemIsUserCheckable)
-                it.setCheckState(QtCore.Qt.CheckState.Checked if m.name in chosen else QtCore.Qt.CheckState.Unchecked)
-                self.method_list.addItem(it)
+        with QtCore.QSignalBlocker(self.columns), QtCore.QSignalBlocker(self.target_combo):
+            self.columns.set_analysis(analysis, DEFAULT)
             self.target_combo.clear()
             for p in analysis.top_predictions(5):
                 self.target_combo.addItem(f"{p.label} ({p.index}), p = {p.probability:.2f}", p.index)
-            if analysis.family == "vit":
-                if self.layer_spin.minimum() != -analysis.num_layers:
-                    self.layer_spin.setRange(-analysis.num_layers, analysis.num_layers - 1)
-                    self.layer_spin.setValue(-1)  # the last layer
-                self.head_combo.clear()
-                self.head_combo.addItems([*HEADS, *map(str, range(analysis.num_heads))])
         self._request_maps()
 
     def chosen_methods(self) -> list[str]:
-        out = []
-        for i in range(self.method_list.count()):
-            it = self.method_list.item(i)
-            if it.checkState() == QtCore.Qt.CheckState.Checked:
-                out.append(it.data(QtCore.Qt.ItemDataRole.UserRole))
-        return out
+        return self.columns.chosen_methods()
 
     def set_methods(self, names) -> None:
         """Tick exactly these methods (for scripts and tests)."""
-        with QtCore.QSignalBlocker(self.method_list):
-            for i in range(self.method_list.count()):
-                it = self.method_list.item(i)
-                on = it.data(QtCore.Qt.ItemDataRole.UserRole) in names
-                it.setCheckState(QtCore.Qt.CheckState.Checked if on else QtCore.Qt.CheckState.Unchecked)
-        self._request_maps()
+        self.columns.set_methods(names)
+
+    def set_column_params(self, method: str, params: dict, nth: int = 0) -> None:
+        """Parameters of the `nth` column of `method` (for scripts and tests), as typed into its form."""
+        self.columns.set_params(self.columns.row_of(method, nth), params)
 
     def target(self) -> int:
         t = self.target_combo.currentData()
         return int(t) if t is not None else -1
 
     def entries(self) -> list[Entry]:
-        out = []
-        for name in self.chosen_methods():
-            kw = ()
-            if name == "attention":
-                head = self.head_combo.currentText()
-                kw = (("layer", self.layer_spin.value()), ("head", int(head) if head.isdigit() else head))
-            out.append(Entry(name, kw))
-        return out
+        return self.columns.entries()
 
     # ------------------------------------------------------------------------------------ maps
 
@@ -297,19 +255,29 @@ class CompareWindow(QtWidgets.QWidget):
         _RUNNING.add(task)
         self._pool.start(task)
 
+    @QtCore.Slot()
     def _request_maps(self) -> None:
+        """Show the ticked columns: maps known for this analysis and target at once, the others from
+        the worker (the previous drawing stays until they are all in)."""
         if self.analysis is None:
             return
         self._clear_curves()
         rid, a, entries, t, sig = self._next_request(), self.analysis, self.entries(), self.target(), self._signals
-        self.maps = {e.key: None for e in entries}
+        cancel = self._cancel
         self._entries = entries
-        self.status.setText(f"Computing {len(entries)} map(s)…")
+        self.maps = {e.key: self._cache.get((e.base_key, t)) for e in entries}
+        todo = [e for e in entries if self.maps[e.key] is None]
+        if not todo:
+            self._maps_complete()
+            return
+        self.status.setText(f"Computing {len(todo)} map(s)…")
 
         def work():
-            for e in entries:
+            for e in todo:
+                if cancel.is_set():  # superseded, or the window closed
+                    return
                 try:
-                    value = np.asarray(a.explain(e.method, **_params(a, e, t)), np.float32)
+                    value = np.asarray(a.explain(e.method, **_params(e, t)), np.float32)
                 except Exception as exc:  # a missing optional package, an unsuited model: shown in place
                     value = f"{type(exc).__name__}: {exc}"
                 sig.map.emit(rid, e.key, value)
@@ -320,16 +288,21 @@ class CompareWindow(QtWidgets.QWidget):
         if rid != self._rid or key not in self.maps:
             return
         self.maps[key] = value
+        e = next(e for e in self._entries if e.key == key)
+        self._cache[(e.base_key, self.target())] = value
         if all(v is not None for v in self.maps.values()):
-            self._draw_maps()
-            self.status.setText(self._status_text())
-            self.mapsShown.emit()
+            self._maps_complete()
+
+    def _maps_complete(self) -> None:
+        self._draw_maps()
+        self.status.setText(self._status_text())
+        self.mapsShown.emit()
 
     def _status_text(self) -> str:
         a = self.analysis
         t = a.target_info(self.target())
         return (f"{a.model_name}: target {t.label}, p = {t.probability:.3f}. Click a token to read every map "
-                f"there; pan and zoom are linked.")
+                f"there and edit that column's parameters; pan and zoom are linked.")
 
     def _levels(self) -> dict:
         ok = {k: v for k, v in self.maps.items() if isinstance(v, np.ndarray) and np.isfinite(v).any()}
@@ -428,6 +401,7 @@ class CompareWindow(QtWidgets.QWidget):
             if plot.vb.sceneBoundingRect().contains(ev.scenePos()):
                 p = plot.vb.mapSceneToView(ev.scenePos())
                 r, c = int(p.y() // a.grid.cell_h), int(p.x() // a.grid.cell_w)
+                self.columns.select(key)  # its parameters in the form
                 if 0 <= r < a.grid.rows and 0 <= c < a.grid.cols:
                     self.select_token(r, c)
                 return
@@ -442,22 +416,24 @@ class CompareWindow(QtWidgets.QWidget):
             return
         g, (r, c) = self.analysis.grid, self.selected
         parts = []
-        for e in getattr(self, "_entries", []):
+        for e in self._entries:
             mark = self.marks.get(e.key)
             if mark is not None:
                 mark.setRect(c * g.cell_w, r * g.cell_h, g.cell_w, g.cell_h)
                 mark.setVisible(True)
             v = self.maps.get(e.key)
             if isinstance(v, np.ndarray) and v.shape == g.shape:
-                parts.append(f"{get_title(e)} {v[r, c]:.4g}")
+                parts.append(f"{e.short()} {v[r, c]:.4g}")
         self.status.setText(f"Token (row {r}, col {c}): " + "; ".join(parts))
 
     # ------------------------------------------------------------------------------------ curves
 
     def run_curves(self) -> None:
-        """Deletion / insertion (and the sanity check when ticked) of every chosen map and `random`."""
-        from ..core.faithfulness import RANDOM, faithfulness
+        """Deletion / insertion and positive / negative perturbation (and the sanity check when
+        ticked) of every column and of `random`, in the worker."""
+        from ..core.faithfulness import RANDOM, faithfulness, perturbation
         from ..core.faithfulness.curves import Cancelled
+        from ..core.faithfulness.perturb import FRACTIONS
         from ..core.faithfulness.sanity import sanity
 
         if self.analysis is None or not self.maps or any(v is None for v in self.maps.values()):
@@ -466,10 +442,13 @@ class CompareWindow(QtWidgets.QWidget):
         self._next_request()  # the maps stay; a curves run still going stops
         rid, a, t, steps, cancel, sig = self._rid, self.analysis, self.target(), self.steps_spin.value(), \
             self._cancel, self._signals
-        # the target goes in as faithfulness's own argument (it sets it for class-specific methods)
-        jobs = [(e.key, e.method, dict(e.kwargs)) for e in self._entries] + [(RANDOM, RANDOM, {})]
+        # the target goes in as faithfulness's own argument (it sets it for class-specific methods); the
+        # column's values as a dict (Integrated Gradients has a `steps` of its own)
+        jobs = [(e.key, e.method, dict(e.kwargs)) for e in self._entries
+                if isinstance(self.maps.get(e.key), np.ndarray)] + [(RANDOM, RANDOM, {})]
         check = self.sanity_box.isChecked()
-        total = len(jobs) * 2 * (steps + 1) + (len(jobs) - 1) * (1000 if check else 0)
+        per = 2 * (steps + 1) + 2 * len(FRACTIONS)
+        total = len(jobs) * per + (len(jobs) - 1) * (SANITY_COST if check else 0)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
@@ -481,19 +460,25 @@ class CompareWindow(QtWidgets.QWidget):
                 for key, method, params in jobs:
                     def prog(d, n, base=done, key=key):
                         sig.progress.emit(rid, int(1000 * (base + d) / total), f"{key}: curves")
-                    f = faithfulness(a, method, steps, t, progress=prog, cancel=cancel, **params)
+                    f = faithfulness(a, method, steps, t, progress=prog, cancel=cancel, method_params=params)
                     done += 2 * (steps + 1)
                     sig.curve.emit(rid, key, f)
+
+                    def pprog(d, n, base=done, key=key):
+                        sig.progress.emit(rid, int(1000 * (base + d) / total), f"{key}: perturbation")
+                    p = perturbation(a, method, t, progress=pprog, cancel=cancel, method_params=params)
+                    done += 2 * len(FRACTIONS)
+                    sig.perturbation.emit(rid, key, p)
                     if check and method != RANDOM:
                         def sprog(d, n, base=done, key=key):
-                            sig.progress.emit(rid, int(1000 * (base + 1000 * d / n) / total), f"{key}: sanity")
+                            sig.progress.emit(rid, int(1000 * (base + SANITY_COST * d / n) / total), f"{key}: sanity")
                         try:
-                            s = sanity(a, method, t, progress=sprog, cancel=cancel, **params)
+                            s = sanity(a, method, t, progress=sprog, cancel=cancel, method_params=params)
                         except Cancelled:
                             raise
                         except Exception as exc:  # a model layout the cascade does not know
                             s = f"{type(exc).__name__}: {exc}"
-                        done += 1000
+                        done += SANITY_COST
                         sig.sanity.emit(rid, key, s)
                 sig.done.emit(rid, "")
             except Cancelled:
@@ -507,11 +492,8 @@ class CompareWindow(QtWidgets.QWidget):
         self._cancel = threading.Event()
 
     def _clear_curves(self) -> None:
-        self.curves, self.sanity = {}, {}
-        for p in (self.deletion_plot, self.insertion_plot):
-            p.clear()
-            p.getPlotItem().legend.clear()
-        self.table.setRowCount(0)
+        self.curves, self.sanity, self.perturbations = {}, {}, {}
+        self.curves_box.clear()
 
     @QtCore.Slot(int, int, str)
     def _on_progress(self, rid: int, permille: int, what: str) -> None:
@@ -519,26 +501,31 @@ class CompareWindow(QtWidgets.QWidget):
             self.progress.setValue(permille)
             self.progress.setFormat(f"{what} %p%")
 
+    def _pen_of(self, key: str):
+        keys = [e.key for e in self._entries]
+        return pg.mkPen(**RANDOM_PEN) if key not in keys else _pen(keys.index(key), len(keys))
+
     @QtCore.Slot(int, str, object)
     def _on_curve(self, rid: int, key: str, f) -> None:
         if rid != self._rid:
             return
         self.curves[key] = f
-        i = len(self.curves) - 1
-        random = f.method == "random"
-        pen = pg.mkPen("#9aa0a6", width=1.5, style=QtCore.Qt.PenStyle.DashLine) if random else \
-            pg.mkPen(pg.intColor(i, hues=max(len(self._entries), 2), values=1, maxValue=255), width=2)
-        label = "random (seed 0)" if random else self._short(key)
-        self.deletion_plot.plot(f.fractions, f.deletion, pen=pen, name=label)
-        self.insertion_plot.plot(f.fractions, f.insertion, pen=pen, name=label)
-        self._fill_table()
+        label = "random (seed 0)" if f.method == "random" else self._short(key)
+        self.curves_box.add_curves(key, label, f, self._pen_of(key))
+
+    @QtCore.Slot(int, str, object)
+    def _on_perturbation(self, rid: int, key: str, p) -> None:
+        if rid != self._rid:
+            return
+        self.perturbations[key] = p
+        self.curves_box.add_perturbation(key, self._short(key), p)
 
     @QtCore.Slot(int, str, object)
     def _on_sanity(self, rid: int, key: str, s) -> None:
         if rid != self._rid:
             return
         self.sanity[key] = s
-        self._fill_table()
+        self.curves_box.add_sanity(key, self._short(key), s, self._pen_of(key))
         plot = self.plots.get(key)
         entry = next((e for e in self._entries if e.key == key), None)
         if plot is not None and entry is not None:
@@ -557,25 +544,7 @@ class CompareWindow(QtWidgets.QWidget):
 
     def _short(self, key: str) -> str:
         e = next((e for e in self._entries if e.key == key), None)
-        return get_title(e) if e is not None else key
-
-    def _fill_table(self) -> None:
-        self.table.setRowCount(len(self.curves))
-        for row, (key, f) in enumerate(self.curves.items()):
-            s = self.sanity.get(key)
-            rho = "" if s is None else (f"{s.correlations[-1]:.2f}" if not isinstance(s, str) else "error")
-            flag = "" if s is None else ("error" if isinstance(s, str) else ("flagged" if s.flagged else "ok"))
-            cells = ["random" if f.method == "random" else self._short(key), f"{f.deletion_auc:.3f}",
-                     f"{f.insertion_auc:.3f}", rho, flag]
-            for col, text in enumerate(cells):
-                item = QtWidgets.QTableWidgetItem(text)
-                if col == 4 and flag == "flagged":
-                    item.setForeground(QtGui.QColor("#d93025"))
-                    item.setToolTip(f"the map still correlates {rho} with the original once every weight is "
-                                    "random: it does not reflect what the model learned")
-                elif col == 4 and isinstance(s, str):
-                    item.setToolTip(s)
-                self.table.setItem(row, col, item)
+        return e.short() if e is not None else key
 
     # ------------------------------------------------------------------------------------ export
 
@@ -615,11 +584,8 @@ class CompareWindow(QtWidgets.QWidget):
 
 
 def get_title(entry: Entry) -> str:
-    """The method's title with its view context, without parameters: for legends and the table."""
-    from ..core.methods import get_method
-
-    ctx = ", ".join(f"{k} {v}" for k, v in entry.kwargs)
-    return get_method(entry.method).title + (f" ({ctx})" if ctx else "")
+    """The method's title with its view context and changed parameters: for legends and the table."""
+    return entry.short()
 
 
 def open_compare_window(parent, analysis=None) -> CompareWindow:

@@ -44,7 +44,7 @@ from .curves import Cancelled, pixel_map, pixel_order, random_order, deletion_in
 from .perturb import FRACTIONS, perturbation as _perturbation
 
 __all__ = ["Cancelled", "Faithfulness", "PerturbationResult", "faithfulness", "perturbation", "predictor",
-           "method_map", "ranking"]
+           "method_map", "ranking", "merged_params"]
 
 RANDOM = "random"
 
@@ -157,12 +157,26 @@ def _class_name(analysis, index: int) -> str:
     return class_name(analysis, index)
 
 
+def merged_params(method_params: dict | None, params: dict) -> dict:
+    """The method's parameters: `method_params` (a dict, for names the call itself takes, e.g.
+    Integrated Gradients' own `steps`) updated with the keyword ones; a name in both is an error."""
+    out = dict(method_params or {})
+    both = sorted(set(out) & set(params))
+    if both:
+        raise ValueError(f"parameter {', '.join(both)} given twice (in method_params and as a keyword)")
+    out.update(params)
+    return out
+
+
 def faithfulness(analysis, method: str, steps: int = 50, target: int | None = None, *, seed: int = 0,
                  batch_size: int = 16, progress: Callable | None = None, cancel=None,
-                 **params) -> Faithfulness:
-    """Deletion and insertion curves and AUCs of `method`'s map (or "random") for `target`."""
+                 method_params: dict | None = None, **params) -> Faithfulness:
+    """Deletion and insertion curves and AUCs of `method`'s map (or "random") for `target`.
+    The method's parameters come as keywords, or in `method_params` when one is named like an
+    argument of this function (`steps`, `seed`, ...)."""
     from ..gradients import model_of
 
+    params = merged_params(method_params, params)
     t = default_target(analysis, target)
     order = ranking(analysis, method, t, params, seed)
     x = np.asarray(analysis.model_input, dtype=np.float32)
@@ -174,10 +188,12 @@ def faithfulness(analysis, method: str, steps: int = 50, target: int | None = No
 
 def perturbation(analysis, method: str, target: int | None = None, *, fractions: Sequence[float] = FRACTIONS,
                  seed: int = 0, batch_size: int = 16, progress: Callable | None = None, cancel=None,
-                 **params) -> PerturbationResult:
-    """Positive and negative perturbation of `method`'s map (or "random") for `target`."""
+                 method_params: dict | None = None, **params) -> PerturbationResult:
+    """Positive and negative perturbation of `method`'s map (or "random") for `target` (the method's
+    parameters as in faithfulness())."""
     from ..gradients import model_of
 
+    params = merged_params(method_params, params)
     t = default_target(analysis, target)
     order = ranking(analysis, method, t, params, seed)
     x = np.asarray(analysis.model_input, dtype=np.float32)

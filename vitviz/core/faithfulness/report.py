@@ -33,8 +33,9 @@ def image_row(analysis, methods: Sequence[str], steps: int = 50, params: dict | 
     params = params or {}
     out = {}
     for m in methods:
-        f = faithfulness(analysis, m, steps, seed=seed, batch_size=batch_size, cancel=cancel, **params.get(m, {}))
-        p = perturbation(analysis, m, seed=seed, batch_size=batch_size, cancel=cancel, **params.get(m, {}))
+        mp = params.get(m, {})  # as a dict: a method's own `steps` (Integrated Gradients) is not the curves'
+        f = faithfulness(analysis, m, steps, seed=seed, batch_size=batch_size, cancel=cancel, method_params=mp)
+        p = perturbation(analysis, m, seed=seed, batch_size=batch_size, cancel=cancel, method_params=mp)
         out[m] = {"deletion_auc": f.deletion_auc, "insertion_auc": f.insertion_auc,
                   "positive_auc": p.positive_auc, "negative_auc": p.negative_auc,
                   "deletion": f.deletion.tolist(), "insertion": f.insertion.tolist(),

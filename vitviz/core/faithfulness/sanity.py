@@ -104,15 +104,17 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def sanity(analysis, method: str, target: int | None = None, *, seed: int = 0, threshold: float = THRESHOLD,
-           progress=None, cancel=None, **params) -> Sanity:
-    """Cascading randomisation of `method` on this analysis (see the module docstring)."""
+           progress=None, cancel=None, method_params: dict | None = None, **params) -> Sanity:
+    """Cascading randomisation of `method` on this analysis (see the module docstring); the method's
+    parameters as keywords or in `method_params` (as in vitviz.core.faithfulness.faithfulness)."""
     import torch
 
     from ..families import get_family
     from ..gradients import attach_model, model_of
-    from . import default_target, method_map
+    from . import default_target, merged_params, method_map
     from .curves import Cancelled, is_cancelled
 
+    params = merged_params(method_params, params)
     t = default_target(analysis, target)
     loaded = model_of(analysis)
     original = method_map(analysis, method, t, params)
