@@ -78,6 +78,7 @@ class SoakResult:
     worker_pending: float | None = None  # seconds a no-op sent to the worker at the end waited (None: >10 s)
     diagnostics: dict = field(default_factory=dict)  # --diagnose: census at warm-up end / end, growth
     rss_mib: list = field(default_factory=list)  # after each settle
+    rss_model: list = field(default_factory=list)  # the model on screen at each of those settles
     warmup_settles: int = 0
     click_ms: list = field(default_factory=list)
     seconds: float = 0.0
@@ -95,16 +96,30 @@ class SoakResult:
         q = len(after) // 4
         return float(np.median(after[-q:]) - np.median(after[:q])) if q else 0.0
 
+    def rss_trend_by_model(self) -> dict:
+        """Per model: the median RSS of the last quarter of its settles after warm-up minus that of
+        the first quarter (one model is resident at a time, so mixing them measures the models'
+        sizes, not growth)."""
+        out = {}
+        for m in dict.fromkeys(self.rss_model[self.warmup_settles:]):
+            after = [r for r, mm in zip(self.rss_mib[self.warmup_settles:], self.rss_model[self.warmup_settles:])
+                     if mm == m]
+            q = len(after) // 4
+            if q:
+                out[m] = round(float(np.median(after[-q:]) - np.median(after[:q])), 1)
+        return out
+
     def rss_quartiles(self) -> str:
         after = self.rss_mib[self.warmup_settles:] or [0.0]
         return " / ".join(f"{after[round(q * (len(after) - 1))]:.0f}" for q in (0, 0.25, 0.5, 0.75, 1))
 
     def summary(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k not in ("rss_mib", "click_ms")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("rss_mib", "rss_model", "click_ms")}
         d.update(rss_growth_mib=round(self.rss_growth_mib, 1), rss_first_mib=round(self.rss_mib[0], 1) if self.rss_mib else None,
                  rss_last_mib=round(self.rss_mib[-1], 1) if self.rss_mib else None,
                  click_p95_ms=round(p95(self.click_ms), 2) if self.click_ms else None, seconds=round(self.seconds, 1),
-                 rss_quartiles_mib=self.rss_quartiles(), rss_trend_mib=round(self.rss_trend_mib, 1))
+                 rss_quartiles_mib=self.rss_quartiles(), rss_trend_mib=round(self.rss_trend_mib, 1),
+                 rss_trend_by_model_mib=self.rss_trend_by_model())
         return d
 
 
@@ -269,6 +284,7 @@ class _Soak:
         self.result.settles += 1
         self.check(i)
         self.result.rss_mib.append(rss_mib())
+        self.result.rss_model.append(win.model)
 
     def _grad_busy(self) -> bool:
         """A gradient method's map (relevance, ...) is still being computed in the worker."""
@@ -535,7 +551,8 @@ def run(ctx) -> list[Row]:
             Row(m_rss, res.rss_growth_mib, "MiB", g_rss,
                 note=f"max RSS after the {res.warmup_settles} warm-up settles (each model once) minus the first; "
                      f"RSS at 0/25/50/75/100% of the settles: {res.rss_quartiles()} MiB; median of the last "
-                     f"quarter minus the first: {res.rss_trend_mib:+.1f} MiB"),
+                     f"quarter minus the first: {res.rss_trend_mib:+.1f} MiB, per model "
+                     f"{res.rss_trend_by_model()} MiB"),
             Row(m_click, p95(res.click_ms) if res.click_ms else None, "ms", None,
                 note=f"{len(res.click_ms)} clicks: QTest click, then processEvents() (the repaint) returned; "
                      "inference may be running meanwhile")]
@@ -558,6 +575,7 @@ def main(argv=None) -> int:
     res = run_soak(args.seed, args.events, diagnose=args.diagnose, trace=args.tracemalloc, **kw)
     summary = res.summary()
     summary["rss_mib"] = [round(x, 1) for x in res.rss_mib]
+    summary["rss_model"] = res.rss_model
     text = json.dumps(summary, indent=1, default=str)
     print(text)
     if args.json:
