@@ -38,6 +38,7 @@ GROUPS = {
     "memory": "vitviz.bench.memory",
     "soak": "vitviz.bench.soak",
     "batch": "vitviz.bench.batch",
+    "analyses": "vitviz.bench.analyses",
 }
 # groups run only when --only names them (an optional extra, a cluster to start)
 OPTIONAL_GROUPS = {
