@@ -66,12 +66,16 @@ def test_detr_slot_boxes_in_the_rows(folder, tmp_path):
     assert "query_slots" not in stats["means"]  # a slot's boxes over different images have no mean
 
 
-def test_unregister_leaves_the_defaults():
-    from vitviz.core.analysis import stats_reducers
-    from vitviz.core.batch.reducers import default_reducers
+def test_analyses_run_only_when_named_and_the_cli_knows_them(folder, tmp_path):
+    """Distance and entropy cost a pass over every layer: named with --stats, never by default."""
+    from vitviz.cli.batch import main
+    from vitviz.core.batch.reducers import default_reducers, get_reducer
 
-    assert {"attention_distance", "attention_entropy"} <= set(default_reducers("vit"))
-    stats_reducers.unregister()
+    assert get_reducer("attention_distance").applies_to("vit")
     assert not {"attention_distance", "attention_entropy"} & set(default_reducers("vit"))
     assert "query_slots" not in default_reducers("detr")
-    stats_reducers.register()  # the fixture unregisters again
+    (folder / "bad.png").unlink()  # (a failed image makes the exit code 1)
+    assert main([str(folder), "--model", "test_reg_vit", "--stats", "attention_distance",
+                 "--out", str(tmp_path / "cli"), "-q"]) == 0
+    stats = json.loads((tmp_path / "cli" / "stats.json").read_text())
+    assert set(stats["means"]) == {"attention_distance"} and len(stats["rows"]) == 3

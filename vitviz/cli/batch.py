@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _reducer_names() -> list[str]:
+    from ..core.analysis import stats_reducers  # noqa: F401  (the analyses, named with --stats)
     from ..core.batch.reducers import reducers
 
     return [r.name for r in reducers()]
@@ -45,6 +46,7 @@ def _reducer_names() -> list[str]:
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..core.analysis import stats_reducers  # noqa: F401  (attention_distance... on request)
     from ..core.batch.folder import Job, RunFolderError
     from ..core.batch.reducers import get_reducer
     from ..core.batch.run import run_stats

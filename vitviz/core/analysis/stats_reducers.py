@@ -31,10 +31,11 @@ def register() -> None:
     for name in TABLES:
         m = get_measure(name)
         register_reducer(Reducer(name, _table(name), tuple(m.compute), f"{m.title} per (layer, head), {m.unit}; "
-                                 "mean table over the images", means=("table",), counts=()), replace=True)
+                                 "mean table over the images", means=("table",), counts=(), default=False),
+                         replace=True)
     register_reducer(Reducer("query_slots", _query_slots, ("detr",),
                              "every query slot's box, score and class (the slots' specialisation)",
-                             means=(), counts=()), replace=True)
+                             means=(), counts=(), default=False), replace=True)
 
 
 register()

@@ -26,6 +26,7 @@ class Reducer:
     # an index or a grid position has no meaningful mean
     means: tuple[str, ...] | None = None
     counts: tuple[str, ...] | None = None
+    default: bool = True  # in every run; False: only when named (`--stats NAME`), e.g. a costly analysis
 
     def applies_to(self, family: str) -> bool:
         return self.families is None or family in self.families
@@ -47,7 +48,7 @@ def reducers() -> list[Reducer]:
 
 
 def default_reducers(family: str) -> list[str]:
-    return [r.name for r in _REDUCERS if r.applies_to(family)]
+    return [r.name for r in _REDUCERS if r.default and r.applies_to(family)]
 
 
 def reduce(analysis, names) -> dict[str, Any]:
