@@ -118,6 +118,15 @@ def test_curves_and_table_equal_the_core_and_export(qtbot, win, analysis, tmp_pa
     assert img.height() >= maps.height() + curves.height() and img.width() >= maps.width()
     arr = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())
     assert arr.std() > 10  # drawn, not blank
+    assert img.width() == 2 * max(maps.width(), curves.width())  # drawn at twice the size, for slides
+    import json
+
+    win.export_json(tmp_path / "cmp.json")
+    ev = json.loads((tmp_path / "cmp.json").read_text())
+    assert ev["target"] == int(np.argmax(analysis.logits)) and ev["steps"] == 6
+    assert [c["key"] for c in ev["columns"]] == ["rollout", "relevance"]
+    assert ev["faithfulness"]["relevance"]["deletion"] == pytest.approx(win.curves["relevance"].deletion.tolist())
+    assert ev["perturbation"]["random"]["negative_auc"] == pytest.approx(win.perturbations["random"].negative_auc)
 
 
 def test_cancel_stops_the_run(qtbot, win, analysis):
@@ -163,7 +172,8 @@ def test_sanity_flags_a_map_that_ignores_the_model(qtbot, win, analysis):
         assert np.array_equal(x, np.arange(7)) and y[0] == 1.0
         assert np.allclose(y[1:], np.nan_to_num(ref[m].correlations), atol=1e-9)
     ticks = win.sanity_plot.getAxis("bottom")._tickLevels[0]
-    assert [t for _, t in ticks] == ["trained", "head", "b3", "b2", "b1", "b0", "emb"]
+    labels = dict(ticks)
+    assert labels[0] == "none" and set(labels.values()) <= {"none", "head", "b3", "b2", "b1", "b0", "emb"}
 
 
 def test_a_new_analysis_supersedes_and_open_reuses_the_window(qtbot, analysis):

@@ -62,6 +62,7 @@ class CurvesPanel(QtWidgets.QWidget):
             p.setYRange(0, 1, padding=0.02)
         self.sanity_plot = _plot("Sanity check", "re-initialised down to", "Spearman ρ", None)
         self.sanity_plot.setYRange(-1, 1, padding=0.02)
+        self.sanity_plot.getAxis("bottom").setStyle(hideOverlappingLabels=False)  # "trained" at the edge
         self.table = QtWidgets.QTableWidget(0, len(COLUMNS))
         for i, (name, tip) in enumerate(zip(COLUMNS, HEADER_TIPS)):
             item = QtWidgets.QTableWidgetItem(name)
@@ -80,8 +81,13 @@ class CurvesPanel(QtWidgets.QWidget):
         self.table.setFont(font)
         head.setFont(font)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setAutoFillBackground(True)  # the gaps between the plots dark as they are (and in the figure)
+        pal = self.palette()
+        pal.setColor(QtGui.QPalette.ColorRole.Window, QtGui.QColor(BG))
+        self.setPalette(pal)
         row = QtWidgets.QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(4)
         row.addWidget(self.deletion_plot, 3)
         row.addWidget(self.insertion_plot, 3)
         row.addWidget(self.sanity_plot, 3)
@@ -135,15 +141,20 @@ class CurvesPanel(QtWidgets.QWidget):
             width = 3 if s.flagged else 2
             self.sanity_lines[key] = self.sanity_plot.plot(x, np.nan_to_num(y, nan=0.0), pen=pg.mkPen(pen.color(), width=width),
                                   symbol="o", symbolSize=5, symbolBrush=pen.color(), symbolPen=None)
-            self._sanity_ticks(["trained", *s.steps])
+            self._sanity_ticks(["trained", *s.steps])  # x: units re-initialised so far
         self.fill_table()
 
     def _sanity_ticks(self, names: list[str]) -> None:
-        every = max(1, int(np.ceil(len(names) / 7)))
-        major = [(i, "trained" if i == 0 else short_unit(n)) for i, n in enumerate(names) if i % every == 0]
+        """names[0] is the trained model ("none" re-initialised); a label every k-th unit, as many as fit."""
+        fit = max(2, (self.sanity_plot.width() - 60) // 34)
+        every = max(1, int(np.ceil(len(names) / fit)))
+        major = [(i, "none" if i == 0 else short_unit(n)) for i, n in enumerate(names) if i % every == 0]
         minor = [(i, "") for i in range(len(names)) if i % every]
         self.sanity_plot.getAxis("bottom").setTicks([major, minor])
-        self.sanity_plot.setXRange(0, len(names) - 1, padding=0.04)
+        # room for the end labels (with the grid on, pyqtgraph drops a label that crosses the axis's ends)
+        per_unit = max(1.0, (self.sanity_plot.width() - 60) / (len(names) + 1))
+        pad = max(0.6, 18 / per_unit)
+        self.sanity_plot.setXRange(-pad, len(names) - 1 + pad, padding=0)
 
     def fill_table(self) -> None:
         self.table.setRowCount(len(self.rows))

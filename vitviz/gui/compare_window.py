@@ -168,7 +168,8 @@ class CompareWindow(QtWidgets.QWidget):
         self.cancel_button = QtWidgets.QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
-        self.export_button = QtWidgets.QPushButton("Export PNG…")
+        self.export_button = QtWidgets.QPushButton("Export…")
+        self.export_button.setToolTip("The comparison as one PNG figure (2x, for slides), or the curves and AUCs as JSON")
         self.export_button.clicked.connect(self._export_dialog)
         self.progress = QtWidgets.QProgressBar()
         self.progress.setRange(0, 1000)
@@ -548,33 +549,64 @@ class CompareWindow(QtWidgets.QWidget):
 
     # ------------------------------------------------------------------------------------ export
 
-    def figure(self) -> QtGui.QImage:
-        """The maps (titles, colorbars), then the curves and the AUC table, with a caption: one image."""
-        parts = [self.maps_view.grab().toImage(), self.curves_box.grab().toImage()]
+    def figure(self, scale: float = 2.0) -> QtGui.QImage:
+        """The maps (titles, colorbars), then the curves, the sanity curve and the AUC table, under a
+        caption (model, target): one image, drawn `scale` times the window's size (text and lines
+        redrawn at that size, not magnified: for slides)."""
+        parts = [self.maps_view, self.curves_box]
         caption = self.status.text() if self.analysis is None else self._status_text().split(". Click")[0]
         w = max(p.width() for p in parts)
         top = 28
-        out = QtGui.QImage(w, top + sum(p.height() for p in parts), QtGui.QImage.Format.Format_RGB32)
+        h = top + sum(p.height() for p in parts)
+        out = QtGui.QImage(int(round(w * scale)), int(round(h * scale)), QtGui.QImage.Format.Format_RGB32)
         out.fill(QtGui.QColor(BG))
         painter = QtGui.QPainter(out)
+        painter.setRenderHints(QtGui.QPainter.RenderHint.Antialiasing | QtGui.QPainter.RenderHint.TextAntialiasing
+                               | QtGui.QPainter.RenderHint.SmoothPixmapTransform)
+        painter.scale(scale, scale)
         painter.setPen(QtGui.QColor("white"))
         painter.drawText(QtCore.QRectF(8, 0, w - 16, top), QtCore.Qt.AlignmentFlag.AlignVCenter, caption)
         y = top
         for p in parts:
-            painter.drawImage(0, y, p)
+            QtWidgets.QWidget.render(p, painter, QtCore.QPoint(0, y))  # (a QGraphicsView's own render is the scene's)
             y += p.height()
         painter.end()
         return out
 
-    def export_png(self, path) -> None:
-        if not self.figure().save(str(path), "PNG"):
+    def export_png(self, path, scale: float = 2.0) -> None:
+        if not self.figure(scale).save(str(path), "PNG"):
             raise OSError(f"could not write {path}")
 
+    def evidence(self) -> dict:
+        """What the window shows, as data: the columns with their parameters, each one's curves,
+        perturbation and sanity results (the core's to_json), the model and the target."""
+        a = self.analysis
+        if a is None:
+            return {}
+        t = a.target_info(self.target())
+        return {"model": a.model_name, "target": int(t.index), "target_name": t.name,
+                "steps": self.steps_spin.value(),
+                "columns": [{"key": e.key, "method": e.method, "params": dict(e.kwargs), "title": e.short()}
+                            for e in self._entries],
+                "faithfulness": {k: f.to_json() for k, f in self.curves.items()},
+                "perturbation": {k: p.to_json() for k, p in self.perturbations.items()},
+                "sanity": {k: ({"error": s} if isinstance(s, str) else s.to_json()) for k, s in self.sanity.items()}}
+
+    def export_json(self, path) -> None:
+        import json
+
+        with open(path, "w") as fh:
+            json.dump(self.evidence(), fh, indent=1, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+
     def _export_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export comparison", "comparison.png", "PNG (*.png)")
+        path, chosen = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export comparison", "comparison.png", "PNG figure (*.png);;Curves and AUCs as JSON (*.json)")
         if path:
             try:
-                self.export_png(path)
+                if path.lower().endswith(".json") or "JSON" in chosen:
+                    self.export_json(path)
+                else:
+                    self.export_png(path)
             except OSError as exc:
                 QtWidgets.QMessageBox.warning(self, "Export failed", str(exc))
 
