@@ -313,13 +313,21 @@ def test_cli_writes_json_and_csv(tmp_path):
     folder = tmp_path / "scenes"
     folder.mkdir()
     for i in range(3):
-        _scene(10 + i, 96).save(folder / f"scene{i}.png")
+        _scene(10 + i, 64).save(folder / f"scene{i}.png")
     out_json, out_csv = tmp_path / "t.json", tmp_path / "t.csv"
-    args = [str(folder), "--model", "demo_vit", "--methods", "rollout,relevance,random", "--steps", "10", "-q"]
+    args = [str(folder), "--model", "demo_vit", "--methods", "rollout,relevance,random", "--steps", "10", "-q",
+            "--param", "rollout.discard_ratio=0.5"]
     assert main(["faithfulness", *args, "--out", str(out_json)]) == 0
     assert main(["faithfulness", *args, "--out", str(out_csv)]) == 0
     t = json.loads(out_json.read_text())
     assert t["model"] == "demo_vit" and t["settings"]["steps"] == 10 and len(t["images"]) == 3
+    assert t["settings"]["params"] == {"rollout": {"discard_ratio": "0.5"}}
+    import vitviz
+
+    a0 = vitviz.analyze(folder / "scene0.png", model="demo_vit")
+    im0 = next(im for im in t["images"] if im["source"].endswith("scene0.png"))
+    assert im0["methods"]["rollout"]["deletion_auc"] == pytest.approx(
+        a0.faithfulness("rollout", steps=10, discard_ratio=0.5).deletion_auc, abs=1e-6)
     for m in ("rollout", "relevance", "random"):
         s = t["summary"][m]
         for k in ("deletion_auc", "insertion_auc", "positive_auc", "negative_auc"):
