@@ -9,10 +9,29 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
+import urllib.parse
 from pathlib import Path
 
 from .errors import CheckpointError
+
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.[^-]*$")  # torch hub names: "vit_b_16-c867db91.pth"
+
+
+def file_name_of(url: str) -> str:
+    return os.path.basename(urllib.parse.urlparse(url).path)
+
+
+def expected_hash_prefix(file_name: str) -> str | None:
+    """The sha256 prefix a file name promises ("vit_b_16-c867db91.pth" -> "c867db91"), or None."""
+    m = _HASH_IN_NAME.search(file_name)
+    return m.group(1) if m else None
+
+
+def manual_instructions(url: str, folder: Path) -> str:
+    name = file_name_of(url)
+    return f"To install it by hand, download {url} and save it as {folder / name} (file name {name!r})."
 
 DAMAGED_SUFFIX = ".damaged"
 _verified: dict = {}  # (path, size, mtime_ns) -> sha256 hex digest
@@ -58,8 +77,6 @@ def remember_verified(path: Path, digest: str) -> None:
 def verify_cached_weights(path: str | os.PathLike, url: str | None = None) -> Path:
     """`path` if its sha256 begins with the prefix its name carries (or it carries none); else the
     file is moved aside and DamagedCacheFileError says so."""
-    from .download import expected_hash_prefix, manual_instructions
-
     path = Path(path)
     expected = expected_hash_prefix(path.name)
     if not expected:

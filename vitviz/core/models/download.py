@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import re
 import tempfile
 import urllib.error
 import urllib.parse
@@ -17,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Union
 
+from .cache_check import expected_hash_prefix, file_name_of, manual_instructions  # noqa: F401 (public here too)
 from .checkpoint_urls import CHECKPOINT_URLS  # noqa: F401 (public here too)
 from .weights import cached_weights_path, hub_checkpoint_dir, weights_url
 
@@ -25,7 +25,6 @@ CancelFlag = Union[Callable[[], bool], "threading.Event", None]  # noqa: F821 (a
 
 BASE_URL_ENV = "VITVIZ_WEIGHTS_BASE_URL"
 
-_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.[^-]*$")
 
 
 class DownloadError(RuntimeError):
@@ -36,25 +35,10 @@ class DownloadCancelled(DownloadError):
     """The cancel flag was raised; nothing was left on disk."""
 
 
-def file_name_of(url: str) -> str:
-    return os.path.basename(urllib.parse.urlparse(url).path)
-
-
-def expected_hash_prefix(file_name: str) -> str | None:
-    """The sha256 prefix a file name promises ("vit_b_16-c867db91.pth" -> "c867db91"), or None."""
-    m = _HASH_IN_NAME.search(file_name)
-    return m.group(1) if m else None
-
-
 def effective_url(url: str, base_url: str | None = None) -> str:
     """`url`, or the same file name under `base_url` / $VITVIZ_WEIGHTS_BASE_URL when set."""
     base = base_url or os.environ.get(BASE_URL_ENV)
     return f"{base.rstrip('/')}/{file_name_of(url)}" if base else url
-
-
-def manual_instructions(url: str, folder: Path) -> str:
-    name = file_name_of(url)
-    return f"To install it by hand, download {url} and save it as {folder / name} (file name {name!r})."
 
 
 def download_file(url: str, folder: str | os.PathLike | None = None, *,
