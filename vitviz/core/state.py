@@ -83,6 +83,23 @@ class ViewState:
         return self
 
 
+class MethodChoice:
+    """For a state with `method` and `method_params` fields: the chosen method's declaration and
+    its parameters as a dict."""
+
+    @property
+    def params(self) -> dict:
+        return dict(self.method_params)
+
+    def method_decl(self):
+        from .methods import get_method
+
+        try:
+            return get_method(self.method)
+        except KeyError as exc:
+            raise ExportError(exc.args[0]) from None
+
+
 def check_layer(layer, n: int, what: str = "layer", unit: str = "layers") -> int:
     try:
         i = int(layer)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..figures import ExportError, parse_head
-from ..state import ViewState, check_direction, check_layer
+from ..state import MethodChoice, ViewState, check_direction, check_layer
 from .marks import PARTITIONS
 
 PARTITION_KEYS = tuple(k for k, _ in PARTITIONS)
@@ -25,7 +25,7 @@ DEFAULT_METHOD = "relevance"
 
 
 @dataclass(frozen=True)
-class SwinState(ViewState):
+class SwinState(MethodChoice, ViewState):
     stage: int = 1  # stage 1, a shifted block: windows large enough to see, the shift and mask at work
     block: int = 1
     head: object = "mean"  # a head index, or "mean" | "max" | "min"
@@ -78,18 +78,6 @@ class SwinState(ViewState):
             base.pop("stage")
             base.pop("block")
         return type(self).from_json({**base, **over})
-
-    @property
-    def params(self) -> dict:
-        return dict(self.method_params)
-
-    def method_decl(self):
-        from ..methods import get_method
-
-        try:
-            return get_method(self.method)
-        except KeyError as exc:
-            raise ExportError(exc.args[0]) from None
 
     def _method_params(self) -> dict:
         method = self.method_decl()

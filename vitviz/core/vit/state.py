@@ -4,13 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..figures import ExportError
-from ..state import ViewState, check_direction, check_layer, head_or_fusion
+from ..state import MethodChoice, ViewState, check_direction, check_layer, head_or_fusion
 
 Query = object  # "cls" or (row, col)
 
 
 @dataclass(frozen=True)
-class ViTState(ViewState):
+class ViTState(MethodChoice, ViewState):
     layer: int = -1  # negative counts from the end
     head: object = "mean"  # a head index, or "mean" | "max" | "min"
     query: Query = "cls"
@@ -34,18 +34,6 @@ class ViTState(ViewState):
                 raise ExportError(f"query must be 'cls' or [row, col], not {q!r}")
             data["query"] = "cls"
         return data
-
-    @property
-    def params(self) -> dict:
-        return dict(self.method_params)
-
-    def method_decl(self):
-        from ..methods import get_method
-
-        try:
-            return get_method(self.method)
-        except KeyError as exc:
-            raise ExportError(exc.args[0]) from None
 
     def resolved(self, analysis) -> "ViTState":
         base = super().resolved(analysis)
