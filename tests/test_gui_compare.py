@@ -247,6 +247,10 @@ def test_each_column_has_its_own_parameters(qtbot, win, analysis):
         win.set_analysis(other)
     assert list(win.plots) == [key, "rollout discard_ratio=0.9", "rollout"]
     assert np.allclose(win.overlays["rollout discard_ratio=0.9"].image, other.rollout(discard_ratio=0.9))
+    win.set_analysis(None)  # a result the window cannot compare (DETR) in between: the columns stay
+    with qtbot.waitSignal(win.mapsShown, timeout=60000):
+        win.set_analysis(other)
+    assert list(win.plots) == [key, "rollout discard_ratio=0.9", "rollout"]
     win.columns.method_list.setCurrentRow(win.columns.row_of("rollout", 1))
     win.columns.remove()
     assert win.columns.chosen_methods() == ["attention", "rollout"]

@@ -105,6 +105,7 @@ class ColumnEditor(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.analysis = None
+        self._kept: list = []
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(QtWidgets.QLabel("Methods (one column each)"))
@@ -142,6 +143,8 @@ class ColumnEditor(QtWidgets.QWidget):
         from ..core.methods import methods
 
         old = [(it.data(_METHOD), it.data(_PARAMS), it.data(_COPY), it.checkState()) for it in self._items()]
+        old = old or self._kept  # the rows from before a result the window cannot compare (DETR)
+        self._kept = old
         chosen = {m for m, _, _, s in old if s == QtCore.Qt.CheckState.Checked} or set(default)
         self.analysis = analysis
         with QtCore.QSignalBlocker(self.method_list):
