@@ -16,7 +16,7 @@ from importlib import import_module
 
 import numpy as np
 
-from ..methods import Param
+from ..methods import Param, resolve_params
 from ..named import NamedTable
 
 
@@ -42,13 +42,7 @@ class Measure:
         return self.per_layer_head if self.per_image is None else self.per_image
 
     def resolve(self, params: dict | None = None) -> dict:
-        params = dict(params or {})
-        known = {p.name for p in self.params}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"analysis {self.name!r} has no parameter {', '.join(unknown)} "
-                             f"(it takes: {', '.join(sorted(known)) or 'none'})")
-        return {p.name: p.check(params.get(p.name, p.default)) for p in self.params}
+        return resolve_params(f"analysis {self.name!r}", self.params, params)
 
     def __call__(self, analysis, **params) -> np.ndarray:
         if analysis.family not in self.compute:

@@ -72,6 +72,18 @@ class Param:
         return v
 
 
+def resolve_params(what: str, declared, given: dict | None) -> dict:
+    """`given` with the declared Params' defaults filled in and every value checked; a name not
+    declared is an error naming `what` ("method 'rollout'") and what it takes."""
+    given = dict(given or {})
+    known = {p.name for p in declared}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ValueError(f"{what} has no parameter {', '.join(unknown)} "
+                         f"(it takes: {', '.join(sorted(known)) or 'none'})")
+    return {p.name: p.check(given.get(p.name, p.default)) for p in declared}
+
+
 @dataclass(frozen=True)
 class Method:
     name: str
@@ -96,13 +108,7 @@ class Method:
 
     def resolve(self, params: dict | None = None) -> dict:
         """Defaults filled in and every value checked; an unknown name is an error."""
-        params = dict(params or {})
-        known = {p.name for p in self.params}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"method {self.name!r} has no parameter {', '.join(unknown)} "
-                             f"(it takes: {', '.join(sorted(known)) or 'none'})")
-        return {p.name: p.check(params.get(p.name, p.default)) for p in self.params}
+        return resolve_params(f"method {self.name!r}", self.params, params)
 
     def function(self, family: str):
         if family not in self.compute:

@@ -25,8 +25,6 @@ METHOD = Method(
 
 def vit(analysis, query="cls", target: int = -1, contrast: int = -1, discard_ratio: float = 0.9):
     from ..analysis.relevance import grad_rollout_row
-    from ..models.clip_grad import vit_products  # a class index, or a CLIP prompt
+    from .vit_maps import vit_token_map
 
-    p, _ = vit_products(analysis, target, contrast)
-    row = grad_rollout_row(p, analysis.token_index(query), discard_ratio)
-    return analysis._patch_values(row).astype("float32")
+    return vit_token_map(analysis, grad_rollout_row, query, target, contrast, discard_ratio)

@@ -28,11 +28,9 @@ METHOD = Method(
 
 def vit(analysis, query="cls", target: int = -1, contrast: int = -1, start_layer: int = 0):
     from ..analysis.relevance import relevance_row
-    from ..models.clip_grad import vit_products  # a class index, or a CLIP prompt
+    from .vit_maps import vit_token_map
 
-    p, _ = vit_products(analysis, target, contrast)
-    row = relevance_row(p, analysis.token_index(query), start_layer)
-    return analysis._patch_values(row).astype("float32")
+    return vit_token_map(analysis, relevance_row, query, target, contrast, start_layer)
 
 
 def swin(analysis, query=None, target: int = -1, contrast: int = -1, start_layer: int = 0, **_view):
