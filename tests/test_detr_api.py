@@ -291,6 +291,10 @@ def test_pretrained_detr_from_the_hub_cache(tmp_path, monkeypatch):
     sd = {k: v.clone() for k, v in absent.module.state_dict().items()}
     sd["class_embed.bias"] += 1.0  # so loading visibly changes something
     torch.save({"model": sd}, folder / "detr-r50-e632da11.pth")  # the official layout
+    from vitviz.core.models.cache_check import remember_verified
+
+    # as if a verified download had put it there: its bytes cannot have the sha256 its name promises
+    remember_verified(folder / "detr-r50-e632da11.pth", "e632da11" + "0" * 56)
     present = load_model("detr_resnet50", "pretrained")
     assert present.trained and present.weights == "pretrained" and not present.notes
     assert torch.equal(present.module.class_embed.bias, sd["class_embed.bias"])
