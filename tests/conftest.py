@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import random_png
 from vitviz.core.models.registry import ModelSpec, Preprocess, register
 
 # A small ViT with the real torchvision class, so capture tests run in milliseconds.
@@ -18,6 +19,12 @@ TINY_VIT = ModelSpec(
     "test_tiny_vit", "vit", "Tiny ViT (tests)", "tests.helpers:build_tiny_vit",
     Preprocess("center_crop", 64, resize=72), classes="none", group="Tests")
 register(TINY_VIT)
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    """A 120x90 random RGB PNG (test files with other needs define their own)."""
+    return random_png(tmp_path / "img.png", (90, 120, 3), seed=5)
 
 
 @pytest.fixture

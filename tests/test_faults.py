@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import errno
 import functools
-import hashlib
 import http.server
-import io
 import json
 import os
 import shutil
@@ -32,14 +30,6 @@ from PySide6 import QtCore
 from .gui_helpers import make_window, open_and_wait
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def image_file(tmp_path):
-    rng = np.random.default_rng(5)
-    path = tmp_path / "img.png"
-    Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
-    return path
 
 
 # -- uncaught exceptions and the settings file, through the real start-up (run_app) ----------------
@@ -339,16 +329,9 @@ ORIGIN = "https://weights.example.invalid/vitviz"  # never contacted: VITVIZ_WEI
 
 @functools.lru_cache(maxsize=None)
 def _checkpoint() -> tuple[str, bytes]:
-    """(file name with its sha256 prefix, as torch.hub names files; bytes) of a tiny ViT state dict."""
-    import torch
+    from tests.helpers import tiny_vit_checkpoint
 
-    from tests.helpers import build_tiny_vit
-
-    torch.manual_seed(17)
-    buf = io.BytesIO()
-    torch.save(build_tiny_vit().state_dict(), buf)
-    data = buf.getvalue()
-    return f"fault_tiny-{hashlib.sha256(data).hexdigest()[:8]}.pth", data
+    return tiny_vit_checkpoint("fault_tiny", 17)
 
 
 @functools.lru_cache(maxsize=None)

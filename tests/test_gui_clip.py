@@ -17,6 +17,7 @@ pytest.importorskip("transformers")
 from tests.test_clip import _open_clip_model, hub  # noqa: E402,F401  (hub: the fixture)
 
 from .gui_helpers import make_window, open_and_wait  # noqa: E402
+from tests.helpers import random_png
 
 pytestmark = pytest.mark.gui
 ARCH = "vitviz-tiny-clip-test"
@@ -25,10 +26,7 @@ DOG, CAR = "a photo of a dog", "a diagram of a red car"
 
 @pytest.fixture
 def image_file(tmp_path):
-    rng = np.random.default_rng(5)
-    path = tmp_path / "img.png"
-    Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(path)
-    return path
+    return random_png(tmp_path / "img.png", (60, 80, 3), seed=5)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from vitviz.gui.colormaps import map_values
 
 from .gui_helpers import make_window, open_and_wait, pixel_at
 from .test_detr_api import TINY_DETR  # noqa: F401 (registers test_tiny_detr)
+from tests.helpers import random_png
 
 pytestmark = pytest.mark.gui
 
@@ -20,10 +21,7 @@ SHIFT = QtCore.Qt.KeyboardModifier.ShiftModifier
 
 @pytest.fixture
 def image_file(tmp_path):
-    rng = np.random.default_rng(3)
-    path = tmp_path / "img.png"
-    Image.fromarray(rng.integers(0, 255, (90, 150, 3), dtype=np.uint8)).save(path)
-    return path
+    return random_png(tmp_path / "img.png", (90, 150, 3), seed=3)
 
 
 def spread_boxes(a):

@@ -4,7 +4,6 @@ progress, cancel and no network; the --download command line."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import http.server
 import io
 import socket
@@ -30,14 +29,9 @@ TINY_PRE = Preprocess("center_crop", 64, resize=72)
 
 @functools.lru_cache(maxsize=None)
 def tiny_checkpoint() -> tuple[str, bytes]:
-    """(file name with its sha256 prefix, bytes) of a tiny ViT state dict, as torch.hub names files."""
-    from tests.helpers import build_tiny_vit
+    from tests.helpers import tiny_vit_checkpoint
 
-    torch.manual_seed(11)
-    buf = io.BytesIO()
-    torch.save(build_tiny_vit().state_dict(), buf)
-    data = buf.getvalue()
-    return f"gui_tiny-{hashlib.sha256(data).hexdigest()[:8]}.pth", data
+    return tiny_vit_checkpoint("gui_tiny", 11)
 
 
 def _spec(name: str, file_name: str | None, label: str) -> ModelSpec:

@@ -10,14 +10,6 @@ from .gui_helpers import make_window, open_and_wait
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def image_file(tmp_path):
-    rng = np.random.default_rng(5)
-    path = tmp_path / "img.png"
-    Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
-    return path
-
-
 def choose(panel, method, **params):
     from vitviz.core.methods import get_method
 

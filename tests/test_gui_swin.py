@@ -16,14 +16,6 @@ from .gui_helpers import make_window, open_and_wait, pixel_at
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def image_file(tmp_path):
-    rng = np.random.default_rng(5)
-    path = tmp_path / "img.png"
-    Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
-    return path
-
-
 def _swin(qtbot, tmp_path, image_file, model="test_tiny_swin"):
     win = make_window(qtbot, tmp_path, model=model)
     a = open_and_wait(qtbot, win, image_file)

@@ -13,14 +13,6 @@ from .gui_helpers import make_window, open_and_wait
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def image_file(tmp_path):
-    rng = np.random.default_rng(5)
-    path = tmp_path / "img.png"
-    Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
-    return path
-
-
 def _swin(qtbot, tmp_path, image_file):
     win = make_window(qtbot, tmp_path, model="test_tiny_swin")
     a = open_and_wait(qtbot, win, image_file)

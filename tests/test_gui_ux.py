@@ -7,16 +7,14 @@ from PySide6 import QtCore
 
 from . import swin_helpers  # noqa: F401  (registers test_tiny_swin)
 from .gui_helpers import make_window, open_and_wait
+from tests.helpers import random_png
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
 def image_file(tmp_path):
-    rng = np.random.default_rng(5)
-    path = tmp_path / "img.png"
-    Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(path)
-    return path
+    return random_png(tmp_path / "img.png", (96, 128, 3), seed=5)
 
 
 def _centre(rect):

@@ -7,16 +7,14 @@ from PySide6 import QtCore
 from vitviz.gui.colormaps import map_values
 
 from .gui_helpers import make_window, open_and_wait, pixel_at
+from tests.helpers import random_png
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
 def image_file(tmp_path):
-    rng = np.random.default_rng(3)
-    path = tmp_path / "img.png"
-    Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
-    return path
+    return random_png(tmp_path / "img.png", (90, 120, 3), seed=3)
 
 
 def test_click_patch_renders_its_attention_through_the_colormap(qtbot, tmp_path, image_file):

@@ -10,16 +10,14 @@ from vitviz.gui.walkthrough_window import WalkthroughWindow, open_walkthrough
 
 from . import swin_helpers  # noqa: F401 (registers test_tiny_swin)
 from .gui_helpers import make_window, open_and_wait
+from tests.helpers import random_png
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
 def image_file(tmp_path):
-    rng = np.random.default_rng(3)
-    path = tmp_path / "img.png"
-    Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
-    return path
+    return random_png(tmp_path / "img.png", (90, 120, 3), seed=3)
 
 
 def click(qtbot, view, rect):
