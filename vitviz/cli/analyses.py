@@ -17,7 +17,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from .folder_tables import images_or_none, run_and_write, table_parser
+from .folder_tables import images_or_none, names_arg, run_and_write, table_parser
 
 DEFAULT = "attention_distance,attention_entropy"
 
@@ -36,9 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.analyses.split(",") if n.strip()]
-    if not names:
-        parser.error("--analyses names no analysis")
+    names = names_arg(parser, args.analyses, "--analyses", "analysis")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     from ..core.analysis.tables import get_measure

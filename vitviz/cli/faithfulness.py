@@ -17,7 +17,7 @@ import csv
 from pathlib import Path
 
 from ..core.faithfulness.report import AUCS
-from .folder_tables import images_or_none, run_and_write, table_parser
+from .folder_tables import images_or_none, names_arg, run_and_write, table_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +50,7 @@ def parse_params(texts: list[str], methods: list[str]) -> dict:
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if not methods:
-        parser.error("--methods names no method")
+    methods = names_arg(parser, args.methods, "--methods", "method")
     if args.steps < 1 or args.batch_size < 1:
         parser.error("--steps and --batch-size must be at least 1")
     try:

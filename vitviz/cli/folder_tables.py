@@ -20,6 +20,14 @@ def table_parser(prog: str, doc: str, sources_help: str) -> argparse.ArgumentPar
     return p
 
 
+def names_arg(parser: argparse.ArgumentParser, text: str, option: str, what: str) -> list[str]:
+    """The comma-separated names of `option`; none at all is a usage error."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        parser.error(f"{option} names no {what}")
+    return names
+
+
 def images_or_none(prog: str, sources: list[str]) -> list[str] | None:
     """The image files in `sources` (folders recursively); None, said on stderr, if there are none."""
     from ..core.batch.folder import list_images
