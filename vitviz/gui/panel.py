@@ -57,6 +57,7 @@ class Panel(QtWidgets.QWidget):
         self.method_form.changed.connect(self._on_method_params_change)
         self.predictions.itemClicked.connect(self._on_prediction_click)
         self._grad_maps = None
+        self._method_map_for = None  # the analysis the method view's map belongs to
         self._pointer = None  # the last hovered or clicked point (original pixels), for the readout
         self._auto_model_view = False  # M was turned on for a tiny crop, not by the user
         self.side_split = None  # the splitter of the side column and the views (arrange_panel)
@@ -302,6 +303,32 @@ class Panel(QtWidgets.QWidget):
 
             self._grad_maps = GradientMaps(self)
         return self._grad_maps.get(method, kwargs)
+
+    def draw_method_map(self, view, title: str, method, params: dict, draw) -> None:
+        """The method's map into `view` through draw(values), titled with its target; while the worker
+        computes it the previous map stays (unless it was another image's), and an error (a class
+        the model does not have) keeps the last map and says why."""
+        from ..core.methods.targets import target_text
+
+        a = self.analysis
+        try:
+            values = self.current_method_map()
+            if values is not None or not isinstance(params.get("target"), str):  # a prompt's score: the
+                title += target_text(a, method, params)  # worker computed it with the map (no text tower here)
+        except ValueError as exc:
+            view.set_title(f"{title} · {exc}")
+            self.statusMessage.emit(str(exc))
+            return
+        if values is None:
+            if self._method_map_for is not a:
+                view.set_map(None)
+                view.set_title(f"{title} · computing…")
+            else:
+                view.set_title(f"{title} · computing… (the previous map meanwhile)")
+            return
+        draw(values)
+        self._method_map_for = a
+        view.set_title(title)
 
     @property
     def method_busy(self) -> bool:

@@ -18,7 +18,6 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from ...core.analysis.heads import FUSIONS
-from ...core.methods.targets import target_text
 from ...core.swin.figures import attention_title, method_grid, method_kwargs, method_title, summary_head, \
     summary_title, takes_token
 from ...core.swin.marks import PARTITIONS, REGION_COLORS, REGULAR_COLOR, SHIFTED_COLOR, crop_to_window, \
@@ -72,7 +71,6 @@ class SwinPanel(Panel):
         self.method_view = ImageView("Relevance")
         self.method_view.colorbar.axis.setWidth(None)
         self.method_view.link_to(self.main_view)
-        self._method_map_for = None  # the analysis the method view's map belongs to
         self.grid_view = HeadGridView("block", "head")
         self.bias_view = BiasView()
         self.merge_view = MergeView()
@@ -400,26 +398,14 @@ class SwinPanel(Panel):
         method = s.method_decl()
         params = method.resolve(s.params)
         title = method_title(method, params, s)
-        try:
-            values = self.current_method_map()
-            title += target_text(a, method, params)
-        except ValueError as exc:  # e.g. a target class the model does not have: the last map stays
-            view.set_title(f"{title} · {exc}")
-            self.statusMessage.emit(str(exc))
-            return
-        if values is None:  # the worker runs the backward pass; the previous map stays meanwhile
-            if self._method_map_for is not a:  # ...unless it was another image's
-                view.set_map(None)
-                view.set_title(f"{title} · computing…")
-            else:
-                view.set_title(f"{title} · computing… (the previous map meanwhile)")
-            return
-        grid = method_grid(a, values, s.stage)
-        view.set_grid(*grid.edges(), s.grid)
-        view.set_selection(grid.rect(*self.token) if takes_token(method) and self.token else None)
-        view.set_map(values, grid.extent(), s.colormap, opacity=s.opacity, overlay=s.overlay)
-        self._method_map_for = a
-        view.set_title(title)
+
+        def draw(values):
+            grid = method_grid(a, values, s.stage)
+            view.set_grid(*grid.edges(), s.grid)
+            view.set_selection(grid.rect(*self.token) if takes_token(method) and self.token else None)
+            view.set_map(values, grid.extent(), s.colormap, opacity=s.opacity, overlay=s.overlay)
+
+        self.draw_method_map(view, title, method, params, draw)
 
     def on_method_map_ready(self) -> None:
         self.refresh_method()

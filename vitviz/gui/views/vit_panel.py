@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from ...core.methods.targets import target_text
 from ...core.vit.figures import attention_title, method_kwargs, method_title
 from ..panel import Panel
 from .controls import DisplayControls
@@ -25,7 +24,6 @@ class ViTPanel(Panel):
         # them when that has not changed cost a third of a layer/head switch (vitviz bench)
         self._lines_for: tuple | None = None
         self._grid_for: tuple | None = None
-        self._method_map_for = None  # the analysis the method view's map belongs to
 
         self.main_view = ImageView("Attention")
         self.method_view = ImageView("Rollout")
@@ -232,22 +230,8 @@ class ViTPanel(Panel):
             self.method_view.set_map(None)  # a CLIP model explains a prompt: none typed yet
             self.method_view.set_title(f"{title} · type a prompt, then Enter")
             return
-        try:
-            values = self.current_method_map()
-            if values is not None or not isinstance(params.get("target"), str):  # a prompt's score: the
-                title += target_text(a, method, params)  # worker computed it with the map (no text tower here)
-        except ValueError as exc:  # e.g. a target class the model does not have: the last map stays
-            self.method_view.set_title(f"{title} · {exc}")
-            self.statusMessage.emit(str(exc))
-            return
-        if values is None:  # the worker runs the backward pass; the previous map stays meanwhile
-            if self._method_map_for is not a:  # ...unless it was another image's
-                self.method_view.set_map(None)
-            self.method_view.set_title(f"{title} · computing…")
-            return
-        self.method_view.set_map(values, a.grid.extent(), s.colormap, opacity=s.opacity, overlay=s.overlay)
-        self._method_map_for = a
-        self.method_view.set_title(title)
+        self.draw_method_map(self.method_view, title, method, params, lambda values: self.method_view.set_map(
+            values, a.grid.extent(), s.colormap, opacity=s.opacity, overlay=s.overlay))
 
     def on_method_map_ready(self) -> None:
         self.refresh_method()
